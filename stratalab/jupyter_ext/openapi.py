@@ -1,0 +1,145 @@
+"""The OpenAPI document, generated from the pydantic models.
+
+The operation table below names each route's request and response model;
+the schemas come from pydantic, so the document cannot drift from what the
+handlers validate.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+import stratalab
+from stratalab.scheduler import schemas as s
+
+_JOB = "/jobs/{job_id}"
+_WORKER = "/workers/{worker_id}"
+
+#: (method, path, summary, request model, response model, success status, public)
+OPERATIONS: list[
+    tuple[str, str, str, type[BaseModel] | None, type[BaseModel] | None, int, bool]
+] = [
+    ("get", "/health", "Liveness (no auth)", None, None, 200, True),
+    ("get", "/health/detailed", "Database, Dask, queue and worker health", None, None, 200, False),
+    (
+        "get",
+        "/health/dependencies",
+        "Probe Dask, database, torch, ONNX Runtime, CUDA",
+        None,
+        None,
+        200,
+        False,
+    ),
+    ("get", "/status", "Dask address, dashboard link, uptime, version", None, None, 200, False),
+    ("get", "/config", "Effective settings", None, None, 200, False),
+    ("put", "/config", "Change runtime settings (admin)", s.ConfigUpdate, None, 200, False),
+    ("get", "/openapi.json", "This document", None, None, 200, True),
+    ("get", "/keys", "List API keys", None, None, 200, False),
+    ("post", "/keys", "Create an API key", s.KeyCreate, s.KeyCreated, 201, False),
+    ("delete", "/keys/{key_id}", "Revoke an API key", None, None, 204, False),
+    (
+        "get",
+        "/jobs",
+        "List jobs (status, type, user_id, order_by, page_size, page_token)",
+        None,
+        s.Page[s.JobOut],
+        200,
+        False,
+    ),
+    ("post", "/jobs", "Submit a job", s.JobSubmit, s.SubmitOut, 201, False),
+    ("get", _JOB, "A job with its timeline", None, s.JobOut, 200, False),
+    ("post", f"{_JOB}/cancel", "Cancel a job", s.CancelRequest, s.JobOut, 200, False),
+    ("post", f"{_JOB}/retry", "Retry as a child job", s.RetryRequest, s.SubmitOut, 201, False),
+    ("patch", f"{_JOB}/priority", "Change priority", s.PriorityUpdate, s.JobOut, 200, False),
+    ("get", f"{_JOB}/events", "SSE: state transitions", None, s.TimelineEntry, 200, False),
+    ("get", f"{_JOB}/logs", "SSE: log lines (follow, level, tail)", None, s.LogLine, 200, False),
+    ("get", "/queue", "Queue depth, waits, outcomes", None, s.QueueOut, 200, False),
+    ("get", "/workers", "List workers (status)", None, s.Page[s.WorkerOut], 200, False),
+    ("get", _WORKER, "One worker", None, s.WorkerOut, 200, False),
+    ("post", f"{_WORKER}/drain", "Drain a worker (admin)", s.DrainRequest, s.WorkerOut, 200, False),
+    ("post", f"{_WORKER}/enable", "Enable a worker (admin)", None, s.WorkerOut, 200, False),
+    ("get", "/cluster", "Capacity and allocation", None, None, 200, False),
+]
+
+_ERRORS = {
+    "400": "Bad request",
+    "401": "Authentication required or invalid",
+    "404": "Not found (or another user's)",
+    "409": "Conflict with the current state",
+    "413": "Body too large",
+    "422": "Validation error",
+    "429": "Rate limited",
+    "503": "Service unavailable",
+}
+
+
+@cache
+def _schemas() -> dict[str, Any]:
+    models = {m for op in OPERATIONS for m in (op[3], op[4]) if m is not None}
+    models.add(s.ErrorEnvelope)
+    _, defs = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+    return dict(defs.get("$defs", {}))
+
+
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def openapi_document(base_url: str = "/") -> dict[str, Any]:
+    """The OpenAPI 3.1 document for the routes under ``base_url``."""
+    paths: dict[str, Any] = {}
+    error = {"application/json": {"schema": _ref(s.ErrorEnvelope)}}
+    for method, path, summary, req, resp, status, public in OPERATIONS:
+        op: dict[str, Any] = {"summary": summary, "responses": {}}
+        ok: dict[str, Any] = {"description": "OK"}
+        if resp is not None:
+            ok["content"] = {"application/json": {"schema": _ref(resp)}}
+        op["responses"][str(status)] = ok
+        for code, text in _ERRORS.items():
+            op["responses"][code] = {"description": text, "content": error}
+        if req is not None:
+            op["requestBody"] = {
+                "required": method != "post" or req is s.JobSubmit,
+                "content": {"application/json": {"schema": _ref(req)}},
+            }
+        if public:
+            op["security"] = []
+        params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+        if params:
+            op["parameters"] = [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                for p in params
+            ]
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "StrataLab API",
+            "version": stratalab.__version__,
+            "description": "Datasets, training, inference and monitoring on Dask, "
+            "from Jupyter. Errors use the envelope "
+            "{error: {code, message, details?, trace_id}}.",
+        },
+        "servers": [{"url": base_url.rstrip("/") + "/stratalab/api/v1"}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "JupyterToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "token <jupyter token>",
+                },
+            },
+        },
+        "security": [{"ApiKey": []}, {"JupyterToken": []}],
+    }

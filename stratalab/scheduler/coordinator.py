@@ -1,0 +1,523 @@
+"""The coordinator: the one object the web layer talks to.
+
+It owns the store, the key manager, the event bus, the Dask cluster and the
+job runner, starts them in order (store and reconciliation before Dask, so
+accepted work is known before anything runs) and exposes one method per API
+action. No tornado here: the same object runs in tests without a server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+from stratalab.errors import CannotCancel, Conflict, Forbidden, NotFound, ServiceUnavailable
+from stratalab.ids import as_utc, new_id, utcnow
+from stratalab.scheduler.cluster import DaskCluster, WorkerInfo
+from stratalab.scheduler.config import RUNTIME_TUNABLE, CoordinatorConfig
+from stratalab.scheduler.db import Job, JobEvent
+from stratalab.scheduler.events import EventBus
+from stratalab.scheduler.keys import KeyManager, Principal
+from stratalab.scheduler.ratelimit import RateLimiter
+from stratalab.scheduler.runner import JobRunner
+from stratalab.scheduler.schemas import JobSubmit, RetryRequest
+from stratalab.scheduler.states import ACTIVE, TERMINAL, WAITING, JobState
+from stratalab.scheduler.store import Store, sqlite_url
+from stratalab.scheduler.views import job_out
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+_S = JobState
+
+
+class Coordinator:
+    """Accepts work, keeps it in the store, runs it on Dask, reports on it."""
+
+    def __init__(self, config: CoordinatorConfig) -> None:
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        #: the database (SQLite in the data dir unless a URL is given).
+        self.store = Store(config.db_url or sqlite_url(config.data_dir))
+        self.keys = KeyManager(self.store)
+        self.bus = EventBus()
+        self.limiter = RateLimiter(config.rate_limit_per_minute)
+        self.cluster = DaskCluster(
+            address=config.dask_address,
+            n_workers=config.n_workers,
+            threads_per_worker=config.threads_per_worker,
+            memory_limit=config.worker_memory_limit,
+            local_directory=str(config.data_dir / "dask"),
+        )
+        # SQLite has one writer: more threads would only queue on its lock.
+        threads = 1 if self.store.dialect == "sqlite" else 8
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="stratalab-db")
+        self.runner = JobRunner(
+            store=self.store,
+            bus=self.bus,
+            db=self.db,
+            workdir_root=config.data_dir / "work",
+            aging_interval_s=config.aging_interval_s,
+            dispatch_interval_s=config.dispatch_interval_s,
+        )
+        #: wall-clock time of start (for uptime).
+        self.started_at = time.time()
+        self._ready = asyncio.Event()
+        self._start_error: BaseException | None = None
+        self._start_task: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------- lifecycle
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store call off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    def start_soon(self) -> asyncio.Task[None]:
+        """Start once, in the background; callers await :meth:`wait_ready`."""
+        if self._start_task is None:
+            self._start_task = asyncio.ensure_future(self._start())
+        return self._start_task
+
+    async def start(self) -> None:
+        """Start and wait until ready (raises if the start failed)."""
+        await self.start_soon()
+        await self.wait_ready()
+
+    async def _start(self) -> None:
+        try:
+            await self.db(self.store.migrate)
+            settings = await self.db(self.store.settings)
+            self.apply_settings(settings)
+            self.runner.drained = set(await self.db(self.store.worker_flags))
+            leftovers = await self._reconcile()
+            client = await self.cluster.start()
+            self.runner.start(client)
+            await self._refresh_workers()
+            if not self.cluster.embedded:
+                await self.runner.kill_everywhere(leftovers)
+            self._monitor = asyncio.ensure_future(self._monitor_loop())
+        except BaseException as exc:
+            self._start_error = exc
+            logger.exception("StrataLab coordinator failed to start")
+            raise
+        finally:
+            self._ready.set()
+
+    async def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait for the start; :class:`ServiceUnavailable` if it failed or is slow."""
+        if self._start_task is None:
+            self.start_soon()
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise ServiceUnavailable("StrataLab is still starting; retry shortly") from None
+        if self._start_error is not None:
+            raise ServiceUnavailable("StrataLab failed to start; see the server log")
+
+    @property
+    def ready(self) -> bool:
+        """Whether the start finished without error."""
+        return self._ready.is_set() and self._start_error is None
+
+    async def stop(self) -> None:
+        """Stop loops, flush logs, close Dask (embedded) and the database."""
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        if self._start_task is not None and not self._start_task.done():
+            self._start_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._start_task
+        await self.runner.stop()
+        await self.cluster.close()
+        self._executor.shutdown(wait=True)
+        self.store.close()
+
+    async def _reconcile(self) -> list[str]:
+        """Rebuild the queue from the store; re-queue or fail jobs cut off by a stop."""
+        leftovers: list[str] = []
+        jobs = await self.db(self.store.jobs_in_states, ACTIVE | WAITING)
+        for stored in sorted(jobs, key=lambda j: (as_utc(j.queued_at or j.created_at), j.id)):
+            state = JobState(stored.state)
+            if state in ACTIVE:
+                leftovers.append(stored.id)
+                # fail_or_retry re-queues (and enqueues) the job while retries remain
+                await self.runner.fail_or_retry(
+                    stored, f"the server stopped while the job was {state.value}"
+                )
+                continue
+            job = stored
+            if state == _S.PENDING:
+                job = await self.runner.transition(
+                    stored.id, _S.QUEUED, reason="queued after restart", queued_at=utcnow()
+                )
+            self.runner.enqueue(job)
+        if jobs:
+            logger.info("reconciled %d jobs from the store", len(jobs))
+        return leftovers
+
+    async def _refresh_workers(self) -> None:
+        workers = await self.cluster.workers()
+        if set(workers) != set(self.runner.workers):
+            joined = set(workers) - set(self.runner.workers)
+            left = set(self.runner.workers) - set(workers)
+            self.bus.publish(
+                "workers", {"joined": sorted(joined), "left": sorted(left), "count": len(workers)}
+            )
+            await self.runner.workers_changed(workers)
+        else:
+            self.runner.workers = workers
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.monitor_interval_s)
+            try:
+                await self._refresh_workers()
+            except (OSError, asyncio.TimeoutError) as exc:
+                logger.warning("could not reach the Dask scheduler: %s", exc)
+            except Exception:
+                logger.exception("worker monitor pass failed")
+
+    # ---------------------------------------------------------------- config
+    def apply_settings(self, values: dict[str, Any]) -> None:
+        """Apply runtime-tunable settings (from the store or ``PUT /config``)."""
+        for key, value in values.items():
+            if key in RUNTIME_TUNABLE and value is not None:
+                setattr(self.config, key, value)
+        self.limiter.per_minute = self.config.rate_limit_per_minute
+        self.runner.aging_interval_s = self.config.aging_interval_s
+
+    async def update_config(self, principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
+        """Change runtime settings (admin only) and persist them."""
+        if not principal.is_admin:
+            raise Forbidden("changing the configuration needs an admin key")
+        values = {k: v for k, v in values.items() if v is not None}
+        await self.db(self.store.put_settings, values)
+        self.apply_settings(values)
+        return self.config.public()
+
+    # ------------------------------------------------------------------ jobs
+    async def submit(self, principal: Principal, req: JobSubmit) -> dict[str, Any]:
+        """Accept a job: committed (and queued) before this returns."""
+        now = utcnow()
+        job = Job(
+            id=new_id("job"),
+            user_id=principal.user_id,
+            name=req.name,
+            type=req.type,
+            state=_S.QUEUED.value,
+            priority=req.priority,
+            created_at=now,
+            queued_at=now,
+            updated_at=now,
+            spec={
+                "entrypoint": req.entrypoint,
+                "script": req.script,
+                "args": req.args,
+                "env": req.env,
+            },
+            resources={"cpu": req.cpu, "memory_gb": req.memory_gb, "gpu": req.gpu},
+            metadata_=req.metadata,
+            max_retries=(
+                self.config.default_max_retries if req.max_retries is None else req.max_retries
+            ),
+            retry_count=0,
+            attempt=0,
+            project_id=req.project_id,
+        )
+        return await self._accept(job, now)
+
+    async def _accept(self, job: Job, now: Any) -> dict[str, Any]:
+        events = [
+            JobEvent(
+                job_id=job.id, ts=now, from_state=None, to_state=_S.PENDING.value, reason="accepted"
+            ),
+            JobEvent(
+                job_id=job.id,
+                ts=now,
+                from_state=_S.PENDING.value,
+                to_state=_S.QUEUED.value,
+                reason="queued",
+            ),
+        ]
+        await self.db(self.store.insert_jobs, [job], events)
+        self.runner.enqueue(job)
+        self.bus.publish(
+            "jobs", {"job_id": job.id, "user_id": job.user_id, "status": job.state, "event": None}
+        )
+        return {
+            "job_id": job.id,
+            "status": job.state,
+            "message": "job accepted and queued",
+            "estimated_wait_seconds": self.estimated_wait(),
+            "job": self.view(job),
+        }
+
+    def estimated_wait(self) -> float | None:
+        """Queue depth times the mean recent run time, over the worker slots."""
+        runtimes = self.runner.recent_runtimes
+        if not runtimes:
+            return None
+        slots = sum(w.nthreads for w in self.runner.workers.values()) or 1
+        return round(len(self.runner.queue) * (sum(runtimes) / len(runtimes)) / slots, 3)
+
+    def view(self, job: Job, timeline: list[JobEvent] | None = None) -> dict[str, Any]:
+        """A job with the live fields (aged priority, why pending, worker id)."""
+        worker = self.runner.workers.get(job.worker or "")
+        return job_out(
+            job,
+            priority_aged=self.runner.priority_aged.get(job.id),
+            why_pending=self.runner.why_pending.get(job.id),
+            worker_id=worker.id if worker else None,
+            timeline=timeline,
+        )
+
+    async def owned_job(self, principal: Principal, job_id: str) -> Job:
+        """The job if the caller may see it; another user's job is 'not found'."""
+        job = await self.db(self.store.get_job, job_id)
+        if job is None or (not principal.is_admin and job.user_id != principal.user_id):
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    async def get_job(self, principal: Principal, job_id: str) -> dict[str, Any]:
+        """One job with its timeline."""
+        job = await self.owned_job(principal, job_id)
+        timeline = await self.db(self.store.job_events, job_id)
+        return self.view(job, timeline)
+
+    async def list_jobs(
+        self,
+        principal: Principal,
+        *,
+        states: list[str],
+        types: list[str],
+        user_id: str | None,
+        order_by: str,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the caller's jobs (any user's for admins)."""
+        owner = principal.owner_filter()
+        if user_id is not None:
+            if owner is not None and user_id != owner:
+                return [], 0
+            owner = user_id
+        rows, total = await self.db(
+            self.store.list_jobs,
+            user_id=owner,
+            states=states,
+            types=types,
+            order_by=order_by,
+            offset=offset,
+            limit=limit,
+        )
+        return [self.view(j) for j in rows], total
+
+    async def cancel(self, principal: Principal, job_id: str, reason: str) -> dict[str, Any]:
+        """Cancel a job; a running one has its process tree killed first."""
+        job = await self.owned_job(principal, job_id)
+        state = JobState(job.state)
+        if state in TERMINAL:
+            raise CannotCancel(
+                f"job {job_id} already ended ({state.value})", details={"status": state.value}
+            )
+        if not await self.runner.cancel_active(job_id, reason):
+            self.runner.queue.pop(job_id, None)
+            try:
+                await self.runner.transition(job_id, _S.CANCELLED, reason=reason, ended_at=utcnow())
+            except Conflict:
+                job = await self.owned_job(principal, job_id)
+                if JobState(job.state) in TERMINAL:
+                    raise CannotCancel(f"job {job_id} already ended ({job.state})") from None
+                raise
+        return await self.get_job(principal, job_id)
+
+    async def retry(self, principal: Principal, job_id: str, req: RetryRequest) -> dict[str, Any]:
+        """Re-run a failed or cancelled job as a child job (``parent_job_id``)."""
+        parent = await self.owned_job(principal, job_id)
+        if parent.state not in (_S.FAILED.value, _S.CANCELLED.value):
+            raise Conflict(
+                f"only FAILED or CANCELLED jobs can be retried; {job_id} is {parent.state}",
+                details={"status": parent.state},
+            )
+        now = utcnow()
+        res = dict(parent.resources or {})
+        for field in ("cpu", "memory_gb", "gpu"):
+            if getattr(req, field) is not None:
+                res[field] = getattr(req, field)
+        child = Job(
+            id=new_id("job"),
+            user_id=parent.user_id,
+            name=parent.name,
+            type=parent.type,
+            state=_S.QUEUED.value,
+            priority=req.priority or parent.priority,
+            created_at=now,
+            queued_at=now,
+            updated_at=now,
+            spec=dict(parent.spec or {}),
+            resources=res,
+            metadata_=dict(parent.metadata_ or {}),
+            max_retries=parent.max_retries,
+            retry_count=0,
+            attempt=0,
+            parent_job_id=parent.id,
+            project_id=parent.project_id,
+        )
+        return await self._accept(child, now)
+
+    async def set_priority(
+        self, principal: Principal, job_id: str, priority: int
+    ) -> dict[str, Any]:
+        """Change a job's priority (it matters while the job is queued)."""
+        job = await self.owned_job(principal, job_id)
+        if JobState(job.state) in TERMINAL:
+            raise Conflict(f"job {job_id} already ended ({job.state})")
+        await self.db(self.store.update_job, job_id, priority=priority)
+        self.runner.set_priority(job_id, priority)
+        self.bus.publish(
+            "jobs",
+            {
+                "job_id": job_id,
+                "user_id": job.user_id,
+                "status": job.state,
+                "priority": priority,
+                "event": None,
+            },
+        )
+        return await self.get_job(principal, job_id)
+
+    # ----------------------------------------------------------------- queue
+    async def queue_stats(self, principal: Principal) -> dict[str, Any]:
+        """Depth by priority, running work, waits, and the last day's outcomes."""
+        owner = principal.owner_filter()
+        counts = await self.db(self.store.state_counts, user_id=owner)
+        ended = await self.db(self.store.ended_since, utcnow() - timedelta(hours=24))
+        now = time.time()
+        queued = list(self.runner.queue.values())
+        by_priority: dict[str, int] = {}
+        for q in queued:
+            by_priority[str(q.priority)] = by_priority.get(str(q.priority), 0) + 1
+        rows, _ = await self.db(
+            self.store.list_jobs,
+            user_id=owner,
+            states=[_S.QUEUED.value],
+            order_by="created_at",
+            offset=0,
+            limit=1000,
+        )
+        jobs = sorted(
+            (self.view(j) for j in rows),
+            key=lambda j: (-(j["priority_aged"] or j["priority"]), j["queued_at"]),
+        )
+        return {
+            "depth": counts.get(_S.QUEUED.value, 0) + counts.get(_S.PENDING.value, 0),
+            "running": sum(counts.get(s.value, 0) for s in ACTIVE),
+            "by_priority": by_priority,
+            "by_state": counts,
+            "oldest_wait_seconds": round(now - min(q.queued_at for q in queued), 3)
+            if queued
+            else None,
+            "estimated_wait_seconds": self.estimated_wait(),
+            "completed_24h": ended.get(_S.COMPLETED.value, 0),
+            "failed_24h": ended.get(_S.FAILED.value, 0),
+            "jobs": jobs,
+        }
+
+    # --------------------------------------------------------------- workers
+    def worker_view(self, w: WorkerInfo) -> dict[str, Any]:
+        """A worker with its drain status and the jobs it runs."""
+        running = [a for a in self.runner.active.values() if a.address == w.address]
+        status = "active"
+        if w.id in self.runner.drained:
+            status = "draining" if running else "drained"
+        elif w.status != "running":
+            status = w.status
+        return {
+            "id": w.id,
+            "address": w.address,
+            "name": w.name,
+            "host": w.host,
+            "status": status,
+            "nthreads": w.nthreads,
+            "memory_limit_bytes": w.memory_limit,
+            "gpus": w.gpus,
+            "resources": w.resources,
+            "cpu_percent": w.metrics.get("cpu"),
+            "memory_bytes": w.metrics.get("memory"),
+            "running_jobs": [a.job_id for a in running],
+            "used_cpu": sum(a.request.cpu for a in running),
+            "used_gpus": sum(a.request.gpu for a in running),
+        }
+
+    def workers(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Every live worker, optionally only those with ``status``."""
+        views = [self.worker_view(w) for w in self.runner.workers.values()]
+        return [v for v in views if status is None or v["status"] == status]
+
+    def find_worker(self, worker_id: str) -> WorkerInfo:
+        """A live worker by id (or address)."""
+        for w in self.runner.workers.values():
+            if worker_id in (w.id, w.address):
+                return w
+        raise NotFound(f"no worker {worker_id}")
+
+    async def drain(self, principal: Principal, worker_id: str, *, force: bool) -> dict[str, Any]:
+        """Stop placing work on a worker; ``force`` re-queues what runs there."""
+        if not principal.is_admin:
+            raise Forbidden("draining a worker needs an admin key")
+        w = self.find_worker(worker_id)
+        await self.db(self.store.set_worker_flag, w.id, "drained", "drained by operator")
+        self.runner.drained.add(w.id)
+        if force:
+            for a in [a for a in self.runner.active.values() if a.address == w.address]:
+                await self.runner.requeue_active(
+                    a.job_id, f"worker {w.id} drained (force)", count_retry=False
+                )
+        self.bus.publish("workers", {"worker_id": w.id, "status": "drained"})
+        return self.worker_view(w)
+
+    async def enable(self, principal: Principal, worker_id: str) -> dict[str, Any]:
+        """Let a drained worker take work again."""
+        if not principal.is_admin:
+            raise Forbidden("enabling a worker needs an admin key")
+        w = self.find_worker(worker_id)
+        await self.db(self.store.set_worker_flag, w.id, None)
+        self.runner.drained.discard(w.id)
+        self.runner.wake()
+        self.bus.publish("workers", {"worker_id": w.id, "status": "active"})
+        return self.worker_view(w)
+
+    def cluster_summary(self) -> dict[str, Any]:
+        """Capacity and allocation across the cluster."""
+        ws = self.workers()
+        total_cpu = sum(w["nthreads"] for w in ws)
+        total_gpu = sum(w["gpus"] for w in ws)
+        used_cpu = sum(w["used_cpu"] for w in ws)
+        used_gpu = sum(w["used_gpus"] for w in ws)
+        return {
+            "scheduler_address": self.cluster.scheduler_address,
+            "dashboard_link": self.cluster.dashboard_link,
+            "embedded": self.cluster.embedded,
+            "workers": {"total": len(ws), "active": sum(1 for w in ws if w["status"] == "active")},
+            "capacity": {
+                "cpu": total_cpu,
+                "gpu": total_gpu,
+                "memory_bytes": sum(w["memory_limit_bytes"] for w in ws),
+            },
+            "allocated": {"cpu": used_cpu, "gpu": used_gpu},
+            "utilization": {
+                "cpu": round(used_cpu / total_cpu, 4) if total_cpu else 0.0,
+                "gpu": round(used_gpu / total_gpu, 4) if total_gpu else 0.0,
+            },
+            "running_jobs": len(self.runner.active),
+            "queued_jobs": len(self.runner.queue),
+        }

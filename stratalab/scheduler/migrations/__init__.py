@@ -1,0 +1,1 @@
+"""Alembic migrations of the StrataLab store (run on every server start)."""
