@@ -133,9 +133,9 @@ class DaskCluster:
             self.cluster.worker_spec.update(
                 gpu_worker_specs(self.cluster, self.n_workers, self.local_gpus)
             )
-            await self.cluster._correct_state()  # type: ignore[misc]
+            await self.cluster._correct_state()
         self.client = await Client(self.cluster, asynchronous=True)
-        await self.client.wait_for_workers(self.n_workers, timeout=120)
+        await self.client.wait_for_workers(self.n_workers, timeout=120)  # type: ignore[misc]
         logger.info(
             "started LocalCluster %s with %d workers (%d GPUs)",
             self.cluster.scheduler_address,
@@ -147,10 +147,10 @@ class DaskCluster:
     async def close(self) -> None:
         """Disconnect, and stop the cluster if this process started it."""
         if self.client is not None:
-            await self.client.close()  # type: ignore[misc]
+            await self.client.close()
             self.client = None
         if self.cluster is not None:
-            await self.cluster.close()
+            await self.cluster.close()  # type: ignore[misc]
             self.cluster = None
 
     @property
