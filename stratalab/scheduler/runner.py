@@ -258,6 +258,7 @@ class JobRunner:
             _S.SCHEDULING,
             reason=f"placed on worker {wid}",
             expect={_S.QUEUED},
+            at_worker=address,
             worker=address,
             attempt=Job.attempt + 1,
         )
@@ -304,7 +305,7 @@ class JobRunner:
                 active.job_id,
                 _S.PREPARING,
                 reason="worker preparing the working directory",
-                worker=active.address,
+                at_worker=active.address,
             )
             active.state = _S.PREPARING
         if active.state == _S.PREPARING:
@@ -313,7 +314,7 @@ class JobRunner:
                 active.job_id,
                 _S.RUNNING,
                 reason=f"process {pid} started" if pid else "started",
-                worker=active.address,
+                at_worker=active.address,
                 started_at=utcnow(),
             )
             active.state = _S.RUNNING

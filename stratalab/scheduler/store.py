@@ -174,7 +174,7 @@ class Store:
         *,
         reason: str,
         expect: Iterable[JobState] | None = None,
-        worker: str | None = None,
+        at_worker: str | None = None,
         ts: datetime | None = None,
         **updates: Any,
     ) -> tuple[Job, JobEvent]:
@@ -210,7 +210,7 @@ class Store:
                 from_state=src.value,
                 to_state=to.value,
                 reason=reason,
-                worker=worker,
+                worker=at_worker,
             )
             s.add(ev)
             s.flush()
