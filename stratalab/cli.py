@@ -109,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``stratalab`` console script."""
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and args.command != "server":
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    # any other Jupyter option passes through, e.g. --StrataLab.rate_limit_per_minute=0
+    args.extra = extra
     return int(args.fn(args))
 
 

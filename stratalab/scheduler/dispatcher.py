@@ -143,17 +143,33 @@ def plan(
     now: float,
     aging_interval_s: float,
 ) -> Plan:
-    """Decide which queued jobs start where; ``workers`` are updated in place."""
+    """Decide which queued jobs start where; ``workers`` are updated in place.
+
+    Cost is one sort plus O(1) per job once the cluster is full: the reason a
+    request waits only changes when a placement changes free capacity, so it
+    is computed once per distinct request between placements.
+    """
     result = Plan()
-    saturated = False
-    for job in order(queued, now, aging_interval_s):
-        result.aged[job.id] = aged_priority(job.priority, now - job.queued_at, aging_interval_s)
-        if not saturated:
-            target = _best(job.request, workers)
+    aged = {j.id: aged_priority(j.priority, now - j.queued_at, aging_interval_s) for j in queued}
+    result.aged = aged
+    jobs = sorted(queued, key=lambda j: (-aged[j.id], j.seq))
+    reasons: dict[Request, str] = {}
+    can_place = any(w.accepting for w in workers)
+    for job in jobs:
+        r = job.request
+        if can_place and r not in reasons:
+            target = _best(r, workers)
             if target is not None:
-                target.take(job.request)
+                target.take(r)
                 result.placements.append((job.id, target.address))
+                reasons.clear()
+                can_place = any(
+                    w.accepting and (w.used_cpu < w.nthreads or w.used_gpus < w.gpus)
+                    for w in workers
+                )
                 continue
-            saturated = not any(w.accepting and w.used_cpu < w.nthreads for w in workers)
-        result.pending[job.id] = explain(job.request, workers)
+        reason = reasons.get(r)
+        if reason is None:
+            reason = reasons[r] = explain(r, workers)
+        result.pending[job.id] = reason
     return result

@@ -88,6 +88,8 @@ class JobRunner:
         #: seconds of waiting that lift a job by one priority level.
         self.aging_interval_s = aging_interval_s
         self.dispatch_interval_s = dispatch_interval_s
+        #: shortest gap between passes, so submission floods share one pass.
+        self.min_pass_interval_s = 0.02
         self.log_flush_interval_s = log_flush_interval_s
         self.client: Client | None = None
         #: queued jobs by id.
@@ -187,6 +189,8 @@ class JobRunner:
         while not self._closing:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.dispatch_interval_s)
+            # coalesce bursts of wake-ups (a flood of submissions) into one pass
+            await asyncio.sleep(self.min_pass_interval_s)
             self._wake.clear()
             if self.client is None or not self.queue:
                 continue
