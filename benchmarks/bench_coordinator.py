@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import percentile, record, rps, table  # noqa: E402
-from stratalab.launcher import start_server  # noqa: E402
-from stratalab.notebook.client import Client  # noqa: E402
-from stratalab.scheduler.dispatcher import (  # noqa: E402
+from benchmarks.common import percentile, record, rps, table
+from stratalab.launcher import start_server
+from stratalab.notebook.client import Client
+from stratalab.scheduler.dispatcher import (
     QueuedJob,
     Request,
     WorkerSlot,
