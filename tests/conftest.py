@@ -174,13 +174,3 @@ def api(jp_serverapp: Any, jp_fetch: Any, jp_asyncio_loop: asyncio.AbstractEvent
     ext = jp_serverapp.extension_manager.extension_points["stratalab"].app
     jp_asyncio_loop.run_until_complete(ext.coordinator.start())
     return Api(jp_fetch, ext.coordinator)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
-    """Poll ``predicate`` until true or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from stratalab.launcher import start_server
 from stratalab.notebook.client import Client
+from stratalab.testing import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -38,10 +38,7 @@ def external_cluster(tmp_path: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while not sched_file.exists():
-        assert time.monotonic() < deadline, "dask scheduler did not start"
-        time.sleep(0.1)
+    wait_until(sched_file.exists, timeout=60, what="the dask scheduler file")
     address = json.loads(sched_file.read_text())["address"]
     worker = subprocess.Popen(
         [
@@ -77,10 +74,7 @@ def external_cluster(tmp_path: Path) -> Iterator[str]:
 def test_server_joins_existing_scheduler_and_leaves_it_running(tmp_path, external_cluster):
     with start_server(tmp_path / "data", extra_args=["--dask-address", external_cluster]) as srv:
         c = Client(srv.url, api_key=srv.info["admin_key"])
-        deadline = time.monotonic() + 60
-        while not c.workers():
-            assert time.monotonic() < deadline, "the external worker never showed up"
-            time.sleep(0.2)
+        wait_until(c.workers, timeout=60, what="the external worker")
         status = c.status()
         job_id = c.submit("on-external", script="print('hello from outside')")["job_id"]
         job = c.wait(job_id, timeout=90)

@@ -7,13 +7,13 @@ same data dir.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from stratalab.launcher import start_server
 from stratalab.notebook.client import Client
+from stratalab.testing import wait_until
 
 # The first attempt hangs (it is cut off by the stop); the retry succeeds.
 RESUMABLE = """\
@@ -29,13 +29,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def wait_status(c: Client, job_id: str, wanted: set[str], timeout: float = 90) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = c.job(job_id)
-        if job["status"] in wanted:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"{job_id} stayed {job['status']}")
+    return wait_until(
+        lambda: (j := c.job(job_id))["status"] in wanted and j,
+        timeout=timeout,
+        what=f"{job_id} to reach {wanted}",
+    )
 
 
 def test_restart_keeps_jobs_and_logs_and_runs_queued_work(tmp_path: Path):
@@ -46,10 +44,11 @@ def test_restart_keeps_jobs_and_logs_and_runs_queued_work(tmp_path: Path):
         running = c.submit("resumable", script=RESUMABLE, max_retries=1)["job_id"]
         queued = c.submit("queued", script="print('queued ran')", priority=3)["job_id"]
         wait_status(c, running, {"RUNNING"})
-        deadline = time.monotonic() + 30
-        while not any("attempt 1" in x["message"] for x in c.logs(running, follow=False)):
-            assert time.monotonic() < deadline, "first attempt never logged"
-            time.sleep(0.1)
+        wait_until(
+            lambda: any("attempt 1" in x["message"] for x in c.logs(running, follow=False)),
+            timeout=30,
+            what="the first attempt's log line",
+        )
         assert c.job(queued)["status"] == "QUEUED"
         c.close()
     assert server.process.returncode == 0

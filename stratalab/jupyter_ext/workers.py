@@ -21,7 +21,7 @@ class WorkersHandler(ApiHandler):
         if status is not None and status not in _WORKER_STATUS:
             raise BadRequest("unknown worker status", details={"allowed": sorted(_WORKER_STATUS)})
         offset, size = self.page()
-        items = self.coordinator.workers(status)
+        items = self.coordinator.inventory.workers(status)
         self.reply_page(items[offset : offset + size], len(items), offset, size)
 
 
@@ -31,8 +31,8 @@ class WorkerHandler(ApiHandler):
     async def get(self, worker_id: str) -> None:
         """One worker."""
         self.principal()
-        c = self.coordinator
-        self.reply(c.worker_view(c.find_worker(worker_id)))
+        inv = self.coordinator.inventory
+        self.reply(inv.worker_view(inv.find_worker(worker_id)))
 
 
 class WorkerDrainHandler(ApiHandler):
@@ -41,7 +41,9 @@ class WorkerDrainHandler(ApiHandler):
     async def post(self, worker_id: str) -> None:
         """Stop placing work there; ``force`` re-queues its running jobs (admin)."""
         req = self.body(DrainRequest, optional=True)
-        self.reply(await self.coordinator.drain(self.principal(), worker_id, force=req.force))
+        self.reply(
+            await self.coordinator.inventory.drain(self.principal(), worker_id, force=req.force)
+        )
 
 
 class WorkerEnableHandler(ApiHandler):
@@ -49,7 +51,7 @@ class WorkerEnableHandler(ApiHandler):
 
     async def post(self, worker_id: str) -> None:
         """Let a drained worker take work again (admin)."""
-        self.reply(await self.coordinator.enable(self.principal(), worker_id))
+        self.reply(await self.coordinator.inventory.enable(self.principal(), worker_id))
 
 
 class ClusterHandler(ApiHandler):
@@ -58,7 +60,7 @@ class ClusterHandler(ApiHandler):
     async def get(self) -> None:
         """Capacity, allocation and utilisation."""
         self.principal()
-        self.reply(self.coordinator.cluster_summary())
+        self.reply(self.coordinator.inventory.cluster_summary())
 
 
 class QueueHandler(ApiHandler):

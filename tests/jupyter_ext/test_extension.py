@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from stratalab.launcher import free_port
+from stratalab.testing import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -58,10 +59,7 @@ def test_plain_jupyter_server_enables_the_extension(tmp_path: Path):
         assert status.json()["embedded_cluster"] is True
         assert httpx.get(f"{url}/health").json()["status"] in {"ok", "starting"}
         info = tmp_path / "data" / "server.json"
-        deadline = time.monotonic() + 30
-        while not info.exists():
-            assert time.monotonic() < deadline, "server.json was not written"
-            time.sleep(0.1)
+        wait_until(info.exists, timeout=30, what="server.json")
         assert oct(info.stat().st_mode & 0o777) == "0o600"
     finally:
         proc.terminate()
