@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 API_PREFIX = "/stratalab/api/v1"
+#: deepest offset a page token may carry (beyond it a list is not being paged, it is attacked).
+MAX_OFFSET = 10_000_000
+#: deepest JSON nesting a body may have.
+MAX_JSON_DEPTH = 64
 _METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -65,9 +69,25 @@ def decode_page_token(token: str) -> int:
         offset = json.loads(raw)["o"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise BadRequest("page_token is not valid", details={"field": "page_token"}) from None
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
         raise BadRequest("page_token is not valid", details={"field": "page_token"})
     return offset
+
+
+def _check_strings(value: Any, depth: int = 0) -> None:
+    """Refuse NUL characters (no database stores them) and absurd nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationFailed("strings must not contain NUL (\\u0000) characters")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_strings(k, depth + 1)
+            _check_strings(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_strings(v, depth + 1)
 
 
 class ApiHandler(APIHandler):
@@ -79,7 +99,8 @@ class ApiHandler(APIHandler):
         for name in _METHODS:
             fn = cls.__dict__.get(name)
             if fn is not None:
-                fn.__allow_unauthenticated = True  # read by JupyterHandler.prepare
+                # the literal name JupyterHandler.prepare reads (no class-private mangling)
+                setattr(fn, "__allow_unauthenticated", True)
 
     _principal: Principal | None = None
     _api_key: str | None = None
@@ -94,6 +115,8 @@ class ApiHandler(APIHandler):
     async def prepare(self) -> None:  # type: ignore[override]
         """Authenticate (API key or Jupyter identity), rate-limit, check the body size."""
         self._trace_id = uuid.uuid4().hex
+        #: headers every answer carries, errors included (send_error clears the rest).
+        self._sticky_headers = {"X-Trace-Id": self._trace_id}
         self.set_header("X-Trace-Id", self._trace_id)
         self._api_key = self.request.headers.get("X-API-Key")
         await super().prepare()
@@ -131,9 +154,15 @@ class ApiHandler(APIHandler):
         key = principal.key_id or f"user:{principal.user_id}"
         verdict = self.coordinator.limiter.check(key)
         if verdict.limit:
-            self.set_header("X-RateLimit-Limit", str(verdict.limit))
-            self.set_header("X-RateLimit-Remaining", str(verdict.remaining))
-            self.set_header("X-RateLimit-Reset", str(math.ceil(verdict.reset_s)))
+            self._sticky_headers.update(
+                {
+                    "X-RateLimit-Limit": str(verdict.limit),
+                    "X-RateLimit-Remaining": str(verdict.remaining),
+                    "X-RateLimit-Reset": str(math.ceil(verdict.reset_s)),
+                }
+            )
+            for name, value in self._sticky_headers.items():
+                self.set_header(name, value)
         if not verdict.allowed:
             raise RateLimited(
                 f"rate limit of {verdict.limit} requests per minute exceeded",
@@ -168,11 +197,15 @@ class ApiHandler(APIHandler):
                 return {}
             raise BadRequest("a JSON body is required")
         try:
-            return json.loads(raw)
+            data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadRequest(
                 "the body is not valid JSON", details={"position": getattr(exc, "pos", None)}
             ) from None
+        except RecursionError:
+            raise BadRequest(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
+        _check_strings(data)
+        return data
 
     def body(self, model: type[M], *, optional: bool = False) -> M:
         """The body validated against ``model``."""
@@ -258,12 +291,24 @@ class ApiHandler(APIHandler):
                 self.request.path,
                 exc_info=kwargs.get("exc_info"),
             )
+        for name, value in getattr(self, "_sticky_headers", {}).items():
+            self.set_header(name, value)
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.clear_header("Content-Type")
         self.set_header("Content-Type", "application/json")
         body: dict[str, Any] = {"code": code, "message": message, "trace_id": trace_id}
         if details:
             body["details"] = details
         self.finish(json.dumps({"error": body}, default=str))
+
+    def allowed_methods(self) -> list[str]:
+        """The HTTP methods this route implements (for ``Allow`` on a 405)."""
+        return [
+            m.upper()
+            for m in _METHODS
+            if getattr(type(self), m) is not getattr(web.RequestHandler, m)
+        ]
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, StrataLabError):

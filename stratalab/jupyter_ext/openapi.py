@@ -78,18 +78,19 @@ _ERRORS = {
 
 
 @cache
-def _schemas() -> dict[str, Any]:
+def _schemas() -> tuple[dict[str, Any], dict[type[BaseModel], dict[str, Any]]]:
+    """Component schemas, and each model's ``$ref`` under pydantic's own names."""
     models = {m for op in OPERATIONS for m in (op[3], op[4]) if m is not None}
     models.add(s.ErrorEnvelope)
-    _, defs = models_json_schema(
+    refs, defs = models_json_schema(
         [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
     )
-    return dict(defs.get("$defs", {}))
+    return dict(defs.get("$defs", {})), {model: ref for (model, _), ref in refs.items()}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+    return dict(_schemas()[1][model])
 
 
 def openapi_document(base_url: str = "/") -> dict[str, Any]:
@@ -130,7 +131,7 @@ def openapi_document(base_url: str = "/") -> dict[str, Any]:
         "servers": [{"url": base_url.rstrip("/") + "/stratalab/api/v1"}],
         "paths": paths,
         "components": {
-            "schemas": _schemas(),
+            "schemas": _schemas()[0],
             "securitySchemes": {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "JupyterToken": {

@@ -6,6 +6,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 #: Settings ``PUT /config`` may change while the server runs.
 RUNTIME_TUNABLE = (
     "rate_limit_per_minute",
@@ -43,8 +46,19 @@ class CoordinatorConfig:
         return out
 
 
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "sslpassword")
+
+
 def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    """The URL with every password hidden: in the userinfo and in query arguments."""
+    if not url:
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "***"
+    query = {
+        k: ("***" if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v)
+        for k, v in parsed.query.items()
+    }
+    return parsed.set(query=query).render_as_string(hide_password=True)

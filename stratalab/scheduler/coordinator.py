@@ -277,10 +277,11 @@ class Coordinator:
     def view(self, job: Job, timeline: list[JobEvent] | None = None) -> dict[str, Any]:
         """A job with the live fields (aged priority, why pending, worker id)."""
         worker = self.runner.workers.get(job.worker or "")
+        queued = job.state == _S.QUEUED.value
         return job_out(
             job,
-            priority_aged=self.runner.priority_aged.get(job.id),
-            why_pending=self.runner.why_pending.get(job.id),
+            priority_aged=self.runner.priority_aged.get(job.id) if queued else None,
+            why_pending=self.runner.why_pending.get(job.id) if queued else None,
             worker_id=worker.id if worker else None,
             timeline=timeline,
         )
@@ -335,9 +336,9 @@ class Coordinator:
                 f"job {job_id} already ended ({state.value})", details={"status": state.value}
             )
         if not await self.runner.cancel_active(job_id, reason):
-            self.runner.queue.pop(job_id, None)
             try:
                 await self.runner.transition(job_id, _S.CANCELLED, reason=reason, ended_at=utcnow())
+                self.runner.dequeue(job_id)
             except Conflict:
                 job = await self.owned_job(principal, job_id)
                 if JobState(job.state) in TERMINAL:
@@ -407,7 +408,7 @@ class Coordinator:
         counts = await self.db(self.store.state_counts, user_id=owner)
         ended = await self.db(self.store.ended_since, utcnow() - timedelta(hours=24))
         now = time.time()
-        queued = list(self.runner.queue.values())
+        queued = [q for q in self.runner.queue.values() if owner is None or q.user_id == owner]
         by_priority: dict[str, int] = {}
         for q in queued:
             by_priority[str(q.priority)] = by_priority.get(str(q.priority), 0) + 1

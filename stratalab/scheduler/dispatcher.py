@@ -48,6 +48,7 @@ class QueuedJob:
     queued_at: float  #: epoch seconds when it entered the queue
     seq: int  #: submission order, the FIFO tie-breaker
     request: Request
+    user_id: str = ""  #: owner, for per-user queue statistics
 
 
 @dataclass

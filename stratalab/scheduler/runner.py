@@ -57,6 +57,15 @@ class ActiveJob:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+#: most log lines held in memory while the database refuses them.
+MAX_LOG_BACKLOG = 100_000
+
+
+def clean_text(text: str) -> str:
+    """Text a database can store: NUL (which PostgreSQL refuses) becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def request_of(job: Job) -> Request:
     """The capacity a stored job asks for."""
     res = job.resources or {}
@@ -108,6 +117,8 @@ class JobRunner:
         self.passes = 0
         #: recent run times (seconds) of finished jobs, for wait estimates.
         self.recent_runtimes: list[float] = []
+        #: log lines dropped because the database refused them for too long.
+        self.dropped_log_lines = 0
         self._seq = 0
         self._wake = asyncio.Event()
         self._logs: list[dict[str, Any]] = []
@@ -149,14 +160,22 @@ class JobRunner:
         """Put a stored QUEUED job into the in-memory queue."""
         self._seq += 1
         queued_at = as_utc(job.queued_at or job.created_at).timestamp()
-        self.queue[job.id] = QueuedJob(job.id, job.priority, queued_at, self._seq, request_of(job))
+        self.queue[job.id] = QueuedJob(
+            job.id, job.priority, queued_at, self._seq, request_of(job), job.user_id
+        )
         self.wake()
+
+    def dequeue(self, job_id: str) -> None:
+        """Forget a job that left the queue, and its queue-only fields."""
+        self.queue.pop(job_id, None)
+        self.why_pending.pop(job_id, None)
+        self.priority_aged.pop(job_id, None)
 
     def set_priority(self, job_id: str, priority: int) -> None:
         """Change a queued job's priority in place."""
         q = self.queue.get(job_id)
         if q is not None:
-            self.queue[job_id] = QueuedJob(q.id, priority, q.queued_at, q.seq, q.request)
+            self.queue[job_id] = QueuedJob(q.id, priority, q.queued_at, q.seq, q.request, q.user_id)
             self.wake()
 
     def slots(self) -> list[WorkerSlot]:
@@ -182,7 +201,7 @@ class JobRunner:
         p = plan(self.queue.values(), self.slots(), time.time(), self.aging_interval_s)
         self.why_pending, self.priority_aged = p.pending, p.aged
         for job_id, _ in p.placements:
-            del self.queue[job_id]
+            self.dequeue(job_id)
         return p.placements
 
     async def _dispatch_loop(self) -> None:
@@ -192,7 +211,10 @@ class JobRunner:
             # coalesce bursts of wake-ups (a flood of submissions) into one pass
             await asyncio.sleep(self.min_pass_interval_s)
             self._wake.clear()
-            if self.client is None or not self.queue:
+            if self.client is None:
+                continue
+            if not self.queue:
+                self.why_pending, self.priority_aged = {}, {}
                 continue
             for job_id, address in self.dispatch_once():
                 try:
@@ -341,7 +363,7 @@ class JobRunner:
             if result is not None:
                 await self._mark_running(active, result)
             exit_code = None if result is None else int(result.get("exit_code", -1))
-            output = None if result is None else str(result.get("output_tail", ""))
+            output = None if result is None else clean_text(str(result.get("output_tail", "")))
             self.active.pop(active.job_id, None)
             if result is not None and exit_code == 0:
                 runtime = float(result.get("ended_at", 0)) - float(result.get("started_at", 0))
@@ -467,7 +489,7 @@ class JobRunner:
                 "ts": float(msg.get("ts") or time.time()),
                 "stream": stream,
                 "level": _STDERR if stream == "stderr" else _STDOUT,
-                "message": str(msg.get("line", "")),
+                "message": clean_text(str(msg.get("line", ""))),
             }
         )
 
@@ -482,8 +504,11 @@ class JobRunner:
             try:
                 await self._db(self.store.add_logs, rows)
             except sa.exc.SQLAlchemyError:
-                logger.exception("could not store %d log lines; keeping them", len(rows))
-                self._logs = rows + self._logs
+                # kept for the next flush, but bounded: the oldest lines go first
+                logger.exception("could not store %d log lines; will retry", len(rows))
+                kept = (rows + self._logs)[-MAX_LOG_BACKLOG:]
+                self.dropped_log_lines += len(rows) + len(self._logs) - len(kept)
+                self._logs = kept
 
     async def _flush_loop(self) -> None:
         while not self._closing:
