@@ -11,6 +11,7 @@ as promised, so CI can run it.
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,21 +66,32 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _stream_with_progress(client: Client, job_id: str) -> list[str]:
-    """Follow a job's log, drive a tqdm bar from its progress lines."""
+    """Follow a job's log and show its progress lines as a tqdm bar.
+
+    On a terminal the bar redraws live; in a log (CI, a pipe) a line is
+    printed at each quarter instead of hundreds of bar frames.
+    """
+    tty = sys.stdout.isatty()
     lines: list[str] = []
     bar: tqdm[Any] | None = None
+    quarter = 0
     for entry in client.logs(job_id, follow=True, tail=1000):
         message = entry["message"]
         lines.append(message)
         match = _PROGRESS.search(message)
-        if match:
-            done, total = int(match.group(1)), int(match.group(2))
+        if not match:
+            tqdm.write(f"  [{entry['stream']}] {message}", file=sys.stdout)
+            continue
+        done, total = int(match.group(1)), int(match.group(2))
+        detail = message.split(" ", 2)[-1]
+        if tty:
             if bar is None:
-                bar = tqdm(total=total, desc=f"{job_id} ", unit="step", leave=True)
+                bar = tqdm(total=total, desc=job_id, unit="step", file=sys.stdout)
             bar.update(done - bar.n)
-            bar.set_postfix_str(message.split(" ", 2)[-1])
-        else:
-            tqdm.write(f"  [{entry['stream']}] {message}")
+            bar.set_postfix_str(detail, refresh=False)
+        elif done * 4 >= (quarter + 1) * total:
+            quarter = done * 4 // total
+            print(f"  progress {done}/{total} ({100 * done // total}%) {detail}", flush=True)
     if bar is not None:
         bar.close()
     return lines
