@@ -147,7 +147,7 @@ class JobLogsHandler(SSEHandler):
             return bool(data.get("job_id") == job_id and data.get("level", 20) >= min_level)
 
         with c.bus.subscribe(["logs", "jobs"], accept=wanted, maxsize=10_000) as sub:
-            await c.runner.flush_logs()
+            await c.runner.logs.flush()
             rows = await c.db(c.store.job_logs, job_id, min_level=min_level, tail=tail)
             if "application/json" in self.request.headers.get("Accept", "") and not follow:
                 self.reply({"items": [log_out(r) for r in rows], "status": job.state})

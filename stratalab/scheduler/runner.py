@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from distributed import Client, Future
 
 from stratalab.ids import as_utc, utcnow
@@ -28,6 +27,7 @@ from stratalab.scheduler.cluster import WorkerInfo
 from stratalab.scheduler.db import Job
 from stratalab.scheduler.dispatcher import QueuedJob, Request, WorkerSlot, plan
 from stratalab.scheduler.events import EventBus
+from stratalab.scheduler.joblogs import ERROR, INFO, LogSink, clean_text
 from stratalab.scheduler.states import JobState
 from stratalab.scheduler.store import Store
 from stratalab.scheduler.views import timeline_entry
@@ -38,7 +38,6 @@ T = TypeVar("T")
 DbCall = Callable[..., Awaitable[Any]]
 
 _S = JobState
-_STDERR, _STDOUT, _INFO, _ERROR = 30, 20, 20, 40
 
 
 @dataclass
@@ -55,15 +54,6 @@ class ActiveJob:
     cancel_requested: bool = False
     #: serialises the transitions of this one job (start events vs. its end).
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-#: most log lines held in memory while the database refuses them.
-MAX_LOG_BACKLOG = 100_000
-
-
-def clean_text(text: str) -> str:
-    """Text a database can store: NUL (which PostgreSQL refuses) becomes U+FFFD."""
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def request_of(job: Job) -> Request:
@@ -117,11 +107,10 @@ class JobRunner:
         self.passes = 0
         #: recent run times (seconds) of finished jobs, for wait estimates.
         self.recent_runtimes: list[float] = []
-        #: log lines dropped because the database refused them for too long.
-        self.dropped_log_lines = 0
         self._seq = 0
         self._wake = asyncio.Event()
-        self._logs: list[dict[str, Any]] = []
+        #: job output lines: live to subscribers, batched to the store.
+        self.logs = LogSink(store=store, bus=bus, db=db, flush_interval_s=log_flush_interval_s)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
 
@@ -129,10 +118,10 @@ class JobRunner:
     def start(self, client: Client) -> None:
         """Subscribe to worker events and start the dispatcher and log flusher."""
         self.client = client
-        client.subscribe_topic(topics.LOGS, self._on_log_event)
+        client.subscribe_topic(topics.LOGS, self.logs.on_worker_event)
         client.subscribe_topic(topics.LIFECYCLE, self._on_lifecycle_event)
         self._spawn(self._dispatch_loop())
-        self._spawn(self._flush_loop())
+        self._spawn(self.logs.run(lambda: self._closing))
 
     async def stop(self) -> None:
         """Stop loops and flush buffered log lines; running jobs stay as stored."""
@@ -143,7 +132,7 @@ class JobRunner:
         for t in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await self.flush_logs()
+        await self.logs.flush()
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -237,19 +226,9 @@ class JobRunner:
         )
         return job
 
-    def syslog(self, job_id: str, attempt: int, message: str, level: int = _INFO) -> None:
+    def syslog(self, job_id: str, attempt: int, message: str, level: int = INFO) -> None:
         """A coordinator note in the job's log (placed, lost worker, exit code)."""
-        self._add_log(
-            {
-                "job_id": job_id,
-                "attempt": attempt,
-                "seq": 0,
-                "ts": time.time(),
-                "stream": "system",
-                "level": level,
-                "message": message,
-            }
-        )
+        self.logs.system(job_id, attempt, message, level)
 
     async def fail_or_retry(self, job: Job, reason: str, **updates: Any) -> Job:
         """Re-queue a job that failed while retries remain; otherwise FAILED."""
@@ -359,7 +338,7 @@ class JobRunner:
                 return  # superseded: cancelled, re-queued after a lost worker, ...
             if active.cancel_requested:
                 return
-            await self.flush_logs()
+            await self.logs.flush()
             if result is not None:
                 await self._mark_running(active, result)
             exit_code = None if result is None else int(result.get("exit_code", -1))
@@ -380,7 +359,7 @@ class JobRunner:
                 )
             else:
                 reason = error or f"exit code {exit_code}"
-                self.syslog(active.job_id, active.attempt, reason, _ERROR)
+                self.syslog(active.job_id, active.attempt, reason, ERROR)
                 job = await self._db(self.store.get_job, active.job_id)
                 await self.fail_or_retry(job, reason, exit_code=exit_code, output=output)
             self.wake()
@@ -395,7 +374,7 @@ class JobRunner:
                 return
             self.active.pop(job_id, None)
             await self._kill(active)
-            self.syslog(job_id, active.attempt, reason, _ERROR)
+            self.syslog(job_id, active.attempt, reason, ERROR)
             job = await self._db(self.store.get_job, job_id)
             if count_retry:
                 await self.fail_or_retry(job, reason)
@@ -477,43 +456,6 @@ class JobRunner:
         async with active.lock:
             if self._current(active.job_id, active.attempt) is active:
                 await self._mark_running(active, msg)
-
-    def _on_log_event(self, event: tuple[float, dict[str, Any]]) -> None:
-        _, msg = event
-        stream = str(msg.get("stream", "stdout"))
-        self._add_log(
-            {
-                "job_id": str(msg.get("job_id")),
-                "attempt": int(msg.get("attempt", 0)),
-                "seq": int(msg.get("seq", 0)),
-                "ts": float(msg.get("ts") or time.time()),
-                "stream": stream,
-                "level": _STDERR if stream == "stderr" else _STDOUT,
-                "message": clean_text(str(msg.get("line", ""))),
-            }
-        )
-
-    def _add_log(self, row: dict[str, Any]) -> None:
-        self._logs.append(row)
-        self.bus.publish("logs", row)
-
-    async def flush_logs(self) -> None:
-        """Write buffered log lines in one transaction."""
-        rows, self._logs = self._logs, []
-        if rows:
-            try:
-                await self._db(self.store.add_logs, rows)
-            except sa.exc.SQLAlchemyError:
-                # kept for the next flush, but bounded: the oldest lines go first
-                logger.exception("could not store %d log lines; will retry", len(rows))
-                kept = (rows + self._logs)[-MAX_LOG_BACKLOG:]
-                self.dropped_log_lines += len(rows) + len(self._logs) - len(kept)
-                self._logs = kept
-
-    async def _flush_loop(self) -> None:
-        while not self._closing:
-            await asyncio.sleep(self.log_flush_interval_s)
-            await self.flush_logs()
 
 
 def _log_task_error(task: asyncio.Task[Any]) -> None:
