@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from distributed import LocalCluster
 from tornado.httpclient import HTTPClientError
+
+from stratalab.testing import local_cluster
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -39,13 +40,7 @@ def reset_postgres(url: str) -> None:
 @pytest.fixture(scope="session")
 def dask_address() -> Iterator[str]:
     """A session-wide cluster of two single-thread worker processes."""
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        memory_limit="2GiB",
-    ) as cluster:
+    with local_cluster(2) as cluster:
         yield cluster.scheduler_address
 
 

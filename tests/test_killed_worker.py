@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from distributed import Client as DaskClient
-from distributed import LocalCluster
+
+from stratalab.testing import local_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -24,13 +25,7 @@ print("finished", flush=True)
 @pytest.fixture(scope="module")
 def dask_address() -> Iterator[str]:
     """This module's own cluster: its workers get killed."""
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        memory_limit="2GiB",
-    ) as cluster:
+    with local_cluster(2) as cluster:
         yield cluster.scheduler_address
 
 

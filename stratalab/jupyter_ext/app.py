@@ -22,6 +22,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Int, Unicode, default
 
 import stratalab
+from stratalab.files import write_private
 from stratalab.jupyter_ext import jobs, keys, system, workers
 from stratalab.jupyter_ext.base import API_PREFIX, NotFoundHandler
 from stratalab.scheduler.bootstrap import ensure_admin_key
@@ -162,7 +163,7 @@ class StrataLab(ExtensionApp):
         runtime.mkdir(parents=True, exist_ok=True)
         paths = [c.config.data_dir / "server.json", runtime / f"stratalab-{os.getpid()}.json"]
         for path in paths:
-            _write_private(path, json.dumps(info, indent=2))
+            write_private(path, json.dumps(info, indent=2))
         self._info_paths = paths
         print(json.dumps(info), flush=True)  # the documented start line
         self.log.info("StrataLab API at %s (Dask dashboard: %s)", url, info["dask_dashboard"])
@@ -173,16 +174,6 @@ class StrataLab(ExtensionApp):
         for path in getattr(self, "_info_paths", []):
             path.unlink(missing_ok=True)
         await self.coordinator.stop()
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds credentials)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 main = launch_new_instance = StrataLab.launch_instance

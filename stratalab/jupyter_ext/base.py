@@ -131,7 +131,9 @@ class ApiHandler(APIHandler):
 
     async def _authenticate(self) -> Principal:
         if self._api_key is not None:
-            return await self.coordinator.db(self.coordinator.keys.verify, self._api_key)
+            keys = self.coordinator.keys
+            known = keys.cached(self._api_key)
+            return known or await self.coordinator.db(keys.verify, self._api_key)
         if self.current_user is not None:
             return Principal(user_id=self.coordinator.config.owner, scope="admin")
         raise AuthRequired("send an X-API-Key header or a Jupyter token")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from stratalab.errors import AuthInvalid
+from stratalab.files import write_private
 from stratalab.scheduler.config import CoordinatorConfig
 from stratalab.scheduler.keys import KeyManager
 
@@ -32,7 +32,5 @@ def ensure_admin_key(keys: KeyManager, config: CoordinatorConfig, configured: st
         except AuthInvalid:
             pass
     _, secret = keys.create(config.owner, scope="admin", name="admin key (first start)")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secret + "\n")
+    write_private(path, secret + "\n")
     return secret

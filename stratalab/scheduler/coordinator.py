@@ -117,6 +117,8 @@ class Coordinator:
 
     async def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait for the start; :class:`ServiceUnavailable` if it failed or is slow."""
+        if self.ready:
+            return  # the per-request fast path: no task, no timer
         if self._start_task is None:
             self.start_soon()
         try:

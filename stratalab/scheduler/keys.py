@@ -56,16 +56,7 @@ class KeyManager:
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}")
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        row = ApiKey(
-            id=new_id("key"),
-            user_id=user_id,
-            name=name,
-            key_hash=hash_secret(secret),
-            prefix=secret[:10],
-            scope=scope,
-        )
-        self._store.add_key(row)
-        return row, secret
+        return self.register(secret, user_id, scope=scope, name=name), secret
 
     def register(self, secret: str, user_id: str, *, scope: str, name: str) -> ApiKey:
         """Store a key whose secret was chosen elsewhere (``--StrataLab.admin_key``)."""
@@ -78,6 +69,14 @@ class KeyManager:
             scope=scope,
         )
         return self._store.add_key(row)
+
+    def cached(self, secret: str) -> Principal | None:
+        """The principal of an already verified key, without touching the store.
+
+        The request hot path calls this first and goes to the database (off
+        the event loop) only for a key it has not seen since start.
+        """
+        return self._cache.get(hash_secret(secret))
 
     def verify(self, secret: str) -> Principal:
         """The principal a secret belongs to; :class:`AuthInvalid` if none."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from types import SimpleNamespace
 from typing import Any
@@ -13,20 +12,9 @@ import sqlalchemy as sa
 from jupyter_server.auth.identity import User
 from tornado.web import create_signed_value
 
+from stratalab.testing import assert_error
+
 GPU_JOB = {"name": "needs-gpu", "script": "pass", "gpu": 1}  # stays QUEUED: no GPU here
-TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
-    """The answer is the error envelope with ``status`` and ``code``, leaking nothing."""
-    assert resp.status == status, (resp.status, resp.text)
-    err = resp.json["error"]
-    assert set(resp.json) == {"error"}
-    assert err["code"] == code, err
-    assert err["message"]
-    assert TRACE_ID.match(err["trace_id"])
-    assert "Traceback" not in resp.text
-    return err
 
 
 def header(resp: Any, name: str) -> str | None:

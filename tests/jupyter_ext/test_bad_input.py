@@ -8,35 +8,15 @@ leaks into the answer, and that the store holds exactly what it held before.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from stratalab.testing import assert_error
+
 GPU_JOB = {"name": "needs-gpu", "script": "pass", "gpu": 1}  # stays QUEUED: no GPU here
 SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
-TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-LEAKS = ("traceback", "sqlalchemy", "select ", "psycopg", 'file "', "sqlite3")
-
-
-def assert_error(resp: Any, status: int | set[int], code: str | None) -> dict[str, Any]:
-    """The answer is the error envelope with ``status`` and ``code``, leaking nothing."""
-    wanted = {status} if isinstance(status, int) else status
-    assert resp.status in wanted, (resp.status, resp.text)
-    assert resp.headers.get("Content-Type", "").startswith("application/json"), resp.headers
-    body = resp.json
-    assert set(body) == {"error"}, body
-    err = body["error"]
-    assert {"code", "message", "trace_id"} <= set(err) <= {"code", "message", "trace_id", "details"}
-    if code is not None:
-        assert err["code"] == code, err
-    assert isinstance(err["message"], str) and err["message"], err
-    assert TRACE_ID.match(err["trace_id"]), err
-    lowered = resp.text.lower()
-    for leak in LEAKS:
-        assert leak not in lowered, (leak, resp.text)
-    return err
 
 
 def error_fields(err: dict[str, Any]) -> list[str]:

@@ -15,17 +15,7 @@ from openapi_spec_validator import validate
 import stratalab
 from stratalab.scheduler.config import CoordinatorConfig
 from stratalab.scheduler.store import Store
-
-
-def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
-    """The answer is the error envelope with ``status`` and ``code``."""
-    assert resp.status == status, (resp.status, resp.text)
-    assert set(resp.json) == {"error"}
-    err = resp.json["error"]
-    assert err["code"] == code, err
-    assert err["message"] and err["trace_id"]
-    assert "Traceback" not in resp.text
-    return err
+from stratalab.testing import assert_error
 
 
 def _settings_rows(store: Any) -> dict[str, Any]:

@@ -12,19 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from stratalab.testing import assert_error
+
 GIB = 2**30
 GPU_JOB = {"name": "needs-gpu", "script": "pass", "gpu": 1}  # stays QUEUED: no GPU here
 SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(60)\n"
-
-
-def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
-    """The answer is the error envelope with ``status`` and ``code``."""
-    assert resp.status == status, (resp.status, resp.text)
-    assert set(resp.json) == {"error"}
-    err = resp.json["error"]
-    assert err["code"] == code, err
-    assert err["message"] and err["trace_id"]
-    return err
 
 
 async def poll(

@@ -12,10 +12,11 @@ from typing import Any
 
 import psutil
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from stratalab.kernels import gpu, topics
 from stratalab.kernels.task import kill_job, run_task
+from stratalab.testing import local_cluster
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,9 +52,7 @@ def logs(events: Events) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
     with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
+        local_cluster(2, memory_limit="auto") as cluster,
         Client(cluster) as c,
     ):
         yield c

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from stratalab.scheduler.cluster import WorkerInfo, gpu_worker_specs, worker_id
+from stratalab.testing import local_cluster
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_gpu_specs_declare_resources_and_pin_devices_on_real_workers():
-    with LocalCluster(
-        n_workers=0,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        memory_limit="1GiB",
-    ) as cluster:
+    with local_cluster(0, memory_limit="1GiB") as cluster:
         specs = gpu_worker_specs(cluster, 2, [{"index": 3, "name": "fake"}])
         assert specs["0"]["options"]["resources"] == {"GPU": 1}
         assert specs["0"]["options"]["env"]["CUDA_VISIBLE_DEVICES"] == "3"

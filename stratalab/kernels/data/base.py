@@ -37,6 +37,7 @@ from stratalab.kernels.data.errors import (
     SourceUnreadable,
     UnknownFormat,
 )
+from stratalab.kernels.registry import construct
 
 logger = logging.getLogger(__name__)
 
@@ -100,20 +101,15 @@ def make_reader(format: str, **options: Any) -> DatasetReader:
     BadReaderOptions
         If the reader does not accept one of the options.
     """
-    cls = READERS.get(format)
-    if cls is None:
-        raise UnknownFormat(
-            f"unknown dataset format {format!r}",
-            details={"format": format, "allowed": sorted(READERS)},
-        )
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        logger.debug("bad options for %s reader: %s", format, exc)
-        raise BadReaderOptions(
-            f"invalid options for the {format!r} reader",
-            details={"format": format, "options": sorted(options)},
-        ) from None
+    return construct(
+        READERS,
+        format,
+        options,
+        what="dataset format",
+        field="format",
+        unknown_error=UnknownFormat,
+        options_error=BadReaderOptions,
+    )
 
 
 class DatasetReader(ABC):

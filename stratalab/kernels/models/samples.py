@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from stratalab.files import write_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -180,21 +181,10 @@ def write_artifact(store_root: str | os.PathLike[str], data: bytes) -> str:
     atomically: temp file, fsync, rename, so a reader never sees half a file.
     """
     digest = hashlib.sha256(data).hexdigest()
-    folder = Path(store_root) / digest[:2]
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / digest
+    target = Path(store_root) / digest[:2] / digest
     if target.exists():
         return digest
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, data)
     return digest
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from stratalab.errors import ValidationFailed
+from stratalab.kernels.registry import construct
 
 logger = logging.getLogger(__name__)
 
@@ -136,21 +137,15 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
         If the architecture is unknown or an argument is missing or wrong.
     """
     name = spec.get("architecture")
-    builder = ARCHITECTURES.get(str(name))
-    if builder is None:
-        raise ValidationFailed(
-            f"unknown model architecture {name!r}",
-            details={"architecture": name, "allowed": sorted(ARCHITECTURES)},
-        )
     arguments = {key: value for key, value in spec.items() if key != "architecture"}
-    try:
-        return builder(**arguments)
-    except TypeError as exc:
-        logger.debug("bad arguments for %s: %s", name, exc)
-        raise ValidationFailed(
-            f"invalid arguments for architecture {name!r}",
-            details={"architecture": name, "arguments": sorted(arguments)},
-        ) from None
+    return construct(
+        ARCHITECTURES,
+        str(name),
+        arguments,
+        what="model architecture",
+        field="architecture",
+        options_word="arguments",
+    )
 
 
 def input_shape(spec: Mapping[str, Any]) -> tuple[int, ...]:

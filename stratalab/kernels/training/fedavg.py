@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stratalab.errors import ValidationFailed
+from stratalab.kernels.registry import construct
 from stratalab.kernels.training.aggregate import (
     Params,
     merge_stale,
@@ -302,17 +303,4 @@ def make_strategy(sync_mode: str, **options: Any) -> AggregationStrategy:
     ValidationFailed
         If the mode is unknown or an option is not accepted by it.
     """
-    cls = STRATEGIES.get(sync_mode)
-    if cls is None:
-        raise ValidationFailed(
-            f"unknown sync_mode {sync_mode!r}",
-            details={"sync_mode": sync_mode, "allowed": sorted(STRATEGIES)},
-        )
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        logger.debug("bad options for %s: %s", sync_mode, exc)
-        raise ValidationFailed(
-            f"invalid options for sync_mode {sync_mode!r}",
-            details={"sync_mode": sync_mode, "options": sorted(options)},
-        ) from None
+    return construct(STRATEGIES, sync_mode, options, what="sync_mode", field="sync_mode")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
 
 from stratalab.kernels.models.samples import SampleStore, build_sample_store
+from stratalab.testing import local_cluster
 
 
 @pytest.fixture(scope="session")
@@ -19,9 +20,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> SampleStore:
 def client() -> Iterator[Client]:
     """One single-thread worker process: the machine is small and shared."""
     with (
-        LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
+        local_cluster(1, memory_limit="auto") as cluster,
         Client(cluster) as dask_client,
     ):
         yield dask_client
