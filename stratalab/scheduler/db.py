@@ -77,6 +77,8 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     parent_job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     project_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: the model a job serves or produced (deleting it answers 409 while the job runs).
+    model_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
 
 
 class JobEvent(Base):
@@ -133,3 +135,111 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class Model(Base):
+    """A registered model: its verified artifact (by sha256), signature and adapters."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        Index("ix_models_user_created", "user_id", "created_at"),
+        Index("ix_models_sha256", "sha256"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    #: "onnx" or "torchscript", detected from the content.
+    format: Mapped[str] = mapped_column(String(16))
+    #: hex digest of the artifact; the file lives at ``artifacts/<sha[:2]>/<sha>``.
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    #: input and output tensor specs (name, shape, dtype) read from the model.
+    inputs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    outputs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    input_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    output_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    preprocessing: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    postprocessing: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: the job that produced it (training), if any.
+    source_job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: set on delete; the row stays so request records keep their model.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Project(Base):
+    """A group of inference or training work, tracked together for analytics."""
+
+    __tablename__ = "projects"
+    __table_args__ = (Index("ix_projects_user_created", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    #: realtime, batch, training or benchmark.
+    type: Mapped[str] = mapped_column(String(16))
+    #: active, completed or cancelled.
+    status: Mapped[str] = mapped_column(String(16))
+    model_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    total_tasks: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class InferenceRecord(Base):
+    """One served request (sync, async) or batch shard: what it cost and where it ran."""
+
+    __tablename__ = "inference_records"
+    __table_args__ = (
+        Index("ix_inference_records_project_ts", "project_id", "ts"),
+        Index("ix_inference_records_user_ts", "user_id", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    #: unix seconds when the request arrived.
+    ts: Mapped[float] = mapped_column(Float)
+    user_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    model_id: Mapped[str] = mapped_column(String(32))
+    #: the ``infer_``/``batch_`` id the request answered with.
+    request_id: Mapped[str] = mapped_column(String(32))
+    #: sync, async or batch.
+    kind: Mapped[str] = mapped_column(String(8))
+    #: None when it succeeded, else the error code.
+    error_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    compute_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    items: Mapped[int] = mapped_column(Integer, default=1)
+    worker: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: "cpu" or "cuda": the device the forward pass ran on.
+    device: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: the worker pool (GPU or CPU workers) for per-pool comparisons.
+    pool: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class BatchShard(Base):
+    """One shard of a batch inference job; finished shards survive restarts."""
+
+    __tablename__ = "batch_shards"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: first item of the shard in the job, and how many items it holds.
+    start: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    #: pending, done or failed.
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    worker: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    compute_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    #: per-item errors ``[{"index", "code", "message"}]``.
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
