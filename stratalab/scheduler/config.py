@@ -15,6 +15,8 @@ RUNTIME_TUNABLE = (
     "aging_interval_s",
     "default_max_retries",
     "max_upload_mb",
+    "inference_timeout_s",
+    "max_batch_json_mb",
 )
 
 
@@ -36,6 +38,16 @@ class CoordinatorConfig:
     owner: str = "admin"
     dispatch_interval_s: float = 1.0
     monitor_interval_s: float = 1.0
+    #: bytes of loaded models each worker keeps (LRU), in MB.
+    serving_cache_mb: int = 1024
+    #: workers each model is loaded on ahead of traffic.
+    serving_replicas: int = 2
+    #: longest a sync request waits for others to share a forward pass.
+    batch_wait_ms: float = 0.0
+    #: default sync timeout when a request names none.
+    inference_timeout_s: float = 30.0
+    #: body limit of ``POST /inference/batch`` (batches are big by nature).
+    max_batch_json_mb: int = 256
 
     def public(self) -> dict[str, Any]:
         """Settings safe to show (no credentials in the database URL)."""

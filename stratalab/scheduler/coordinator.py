@@ -29,6 +29,7 @@ from stratalab.scheduler.keys import KeyManager, Principal
 from stratalab.scheduler.ratelimit import RateLimiter
 from stratalab.scheduler.runner import JobRunner
 from stratalab.scheduler.schemas import JobSubmit, RetryRequest
+from stratalab.scheduler.serving_api import SERVING_TYPES, ServingApi
 from stratalab.scheduler.states import ACTIVE, TERMINAL, WAITING, JobState
 from stratalab.scheduler.store import Store, sqlite_url
 from stratalab.scheduler.views import job_out
@@ -71,6 +72,10 @@ class Coordinator:
         self.inventory = Inventory(
             store=self.store, bus=self.bus, runner=self.runner, cluster=self.cluster, db=self.db
         )
+        #: models, inference and projects.
+        self.serving = ServingApi(
+            config=config, store=self.store, runner=self.runner, db=self.db, accept=self._commit
+        )
         #: wall-clock time of start (for uptime).
         self.started_at = time.time()
         self._ready = asyncio.Event()
@@ -101,10 +106,11 @@ class Coordinator:
             settings = await self.db(self.store.settings)
             self.apply_settings(settings)
             self.runner.drained = set(await self.db(self.store.worker_flags))
-            leftovers = await self._reconcile()
+            leftovers, serving_jobs = await self._reconcile()
             client = await self.cluster.start()
             self.runner.start(client)
             await self._refresh_workers()
+            await self.serving.start(client, serving_jobs)
             if not self.cluster.embedded:
                 await self.runner.kill_everywhere(leftovers)
             self._monitor = asyncio.ensure_future(self._monitor_loop())
@@ -143,16 +149,25 @@ class Coordinator:
             self._start_task.cancel()
             with contextlib.suppress(BaseException):
                 await self._start_task
+        await self.serving.stop()
         await self.runner.stop()
         await self.cluster.close()
         self._executor.shutdown(wait=True)
         self.store.close()
 
-    async def _reconcile(self) -> list[str]:
-        """Rebuild the queue from the store; re-queue or fail jobs cut off by a stop."""
+    async def _reconcile(self) -> tuple[list[str], list[Job]]:
+        """Rebuild the queue from the store; re-queue or fail jobs cut off by a stop.
+
+        Returns the ids of tasks that may have left processes behind, and the
+        unfinished inference jobs (resumed once the cluster is up).
+        """
         leftovers: list[str] = []
+        serving: list[Job] = []
         jobs = await self.db(self.store.jobs_in_states, ACTIVE | WAITING)
         for stored in sorted(jobs, key=lambda j: (as_utc(j.queued_at or j.created_at), j.id)):
+            if stored.type in SERVING_TYPES:
+                serving.append(stored)
+                continue
             state = JobState(stored.state)
             if state in ACTIVE:
                 leftovers.append(stored.id)
@@ -169,7 +184,7 @@ class Coordinator:
             self.runner.enqueue(job)
         if jobs:
             logger.info("reconciled %d jobs from the store", len(jobs))
-        return leftovers
+        return leftovers, serving
 
     async def _refresh_workers(self) -> None:
         workers = await self.cluster.workers()
@@ -180,6 +195,7 @@ class Coordinator:
                 "workers", {"joined": sorted(joined), "left": sorted(left), "count": len(workers)}
             )
             await self.runner.workers_changed(workers)
+            self.serving.workers_changed(workers)
         else:
             self.runner.workers = workers
 
@@ -243,6 +259,19 @@ class Coordinator:
         return await self._accept(job, now)
 
     async def _accept(self, job: Job, now: Any) -> dict[str, Any]:
+        await self._commit(job)
+        self.runner.enqueue(job)
+        return {
+            "job_id": job.id,
+            "status": job.state,
+            "message": "job accepted and queued",
+            "estimated_wait_seconds": self.estimated_wait(),
+            "job": self.view(job),
+        }
+
+    async def _commit(self, job: Job) -> None:
+        """Insert an accepted job with its first timeline rows, then publish it."""
+        now = job.created_at
         events = [
             JobEvent(
                 job_id=job.id, ts=now, from_state=None, to_state=_S.PENDING.value, reason="accepted"
@@ -256,17 +285,9 @@ class Coordinator:
             ),
         ]
         await self.db(self.store.insert_jobs, [job], events)
-        self.runner.enqueue(job)
         self.bus.publish(
             "jobs", {"job_id": job.id, "user_id": job.user_id, "status": job.state, "event": None}
         )
-        return {
-            "job_id": job.id,
-            "status": job.state,
-            "message": "job accepted and queued",
-            "estimated_wait_seconds": self.estimated_wait(),
-            "job": self.view(job),
-        }
 
     def estimated_wait(self) -> float | None:
         """Queue depth times the mean recent run time, over the worker slots."""
@@ -291,7 +312,7 @@ class Coordinator:
     async def owned_job(self, principal: Principal, job_id: str) -> Job:
         """The job if the caller may see it; another user's job is 'not found'."""
         job = await self.db(self.store.get_job, job_id)
-        if job is None or (not principal.is_admin and job.user_id != principal.user_id):
+        if job is None or not principal.may_see(job.user_id):
             raise NotFound(f"no job {job_id}")
         return job
 
@@ -331,26 +352,37 @@ class Coordinator:
 
     async def cancel(self, principal: Principal, job_id: str, reason: str) -> dict[str, Any]:
         """Cancel a job; a running one has its process tree killed first."""
-        job = await self.owned_job(principal, job_id)
+        await self.cancel_job(await self.owned_job(principal, job_id), reason)
+        return await self.get_job(principal, job_id)
+
+    async def cancel_job(self, job: Job, reason: str) -> None:
+        """Cancel any kind of job the caller was already allowed to see."""
+        if job.type in SERVING_TYPES:
+            await self.serving.cancel_job(job, reason)
+            return
         state = JobState(job.state)
         if state in TERMINAL:
             raise CannotCancel(
-                f"job {job_id} already ended ({state.value})", details={"status": state.value}
+                f"job {job.id} already ended ({state.value})", details={"status": state.value}
             )
-        if not await self.runner.cancel_active(job_id, reason):
+        if not await self.runner.cancel_active(job.id, reason):
             try:
-                await self.runner.transition(job_id, _S.CANCELLED, reason=reason, ended_at=utcnow())
-                self.runner.dequeue(job_id)
+                await self.runner.transition(job.id, _S.CANCELLED, reason=reason, ended_at=utcnow())
+                self.runner.dequeue(job.id)
             except Conflict:
-                job = await self.owned_job(principal, job_id)
-                if JobState(job.state) in TERMINAL:
-                    raise CannotCancel(f"job {job_id} already ended ({job.state})") from None
+                latest = await self.db(self.store.get_job, job.id)
+                if latest is not None and JobState(latest.state) in TERMINAL:
+                    raise CannotCancel(f"job {job.id} already ended ({latest.state})") from None
                 raise
-        return await self.get_job(principal, job_id)
 
     async def retry(self, principal: Principal, job_id: str, req: RetryRequest) -> dict[str, Any]:
         """Re-run a failed or cancelled job as a child job (``parent_job_id``)."""
         parent = await self.owned_job(principal, job_id)
+        if parent.type in SERVING_TYPES:
+            raise Conflict(
+                f"{job_id} is an inference request; submit it again to /inference",
+                details={"type": parent.type},
+            )
         if parent.state not in (_S.FAILED.value, _S.CANCELLED.value):
             raise Conflict(
                 f"only FAILED or CANCELLED jobs can be retried; {job_id} is {parent.state}",

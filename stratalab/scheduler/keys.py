@@ -38,6 +38,10 @@ class Principal:
         """The user id to restrict queries to (None for admins)."""
         return None if self.is_admin else self.user_id
 
+    def may_see(self, owner: str) -> bool:
+        """Whether an object owned by ``owner`` exists for this caller (else 404)."""
+        return self.is_admin or owner == self.user_id
+
 
 def hash_secret(secret: str) -> str:
     """sha256 hex of a key's secret."""

@@ -78,9 +78,7 @@ def upgrade() -> None:
         sa.Column("device", sa.String(16), nullable=True),
         sa.Column("pool", sa.String(32), nullable=True),
     )
-    op.create_index(
-        "ix_inference_records_project_ts", "inference_records", ["project_id", "ts"]
-    )
+    op.create_index("ix_inference_records_project_ts", "inference_records", ["project_id", "ts"])
     op.create_index("ix_inference_records_user_ts", "inference_records", ["user_id", "ts"])
     op.create_table(
         "batch_shards",
