@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return PG_URL
 
 
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Real ONNX and TorchScript files (see tests/jupyter_ext/modelfiles.py)."""
+    from tests.jupyter_ext.modelfiles import build
+
+    return build(tmp_path_factory.mktemp("models"))
+
+
 @pytest.fixture
 def stratalab_config() -> dict[str, Any]:
     """Per-test overrides of StrataLab traitlets."""
@@ -93,6 +102,35 @@ class Response:
 
     def error_code(self) -> str:
         return str(self.json["error"]["code"])
+
+
+def multipart(
+    fields: dict[str, Any],
+    file: bytes | None,
+    *,
+    filename: str = "model.onnx",
+    field: str = "model",
+) -> tuple[bytes, str]:
+    """A multipart/form-data body: text fields (JSON-encoded unless str) and one file."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{text}\r\n'
+        )
+    out = "".join(parts).encode()
+    if file is not None:
+        out += (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+                f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+            + file
+            + b"\r\n"
+        )
+    out += f"--{boundary}--\r\n".encode()
+    return out, f"multipart/form-data; boundary={boundary}"
 
 
 class Api:
@@ -142,6 +180,20 @@ class Api:
                 raise
         text = resp.body.decode() if resp.body else ""
         return Response(resp.code, dict(resp.headers.get_all()), text)
+
+    async def upload(
+        self,
+        model: bytes,
+        fields: dict[str, Any] | None = None,
+        *,
+        filename: str = "model.onnx",
+        key: str | None = None,
+    ) -> Response:
+        """``POST /models`` as a multipart form, the way curl -F sends it."""
+        body, content_type = multipart(fields or {}, model, filename=filename)
+        return await self(
+            "POST", "models", body=body, key=key, headers={"Content-Type": content_type}
+        )
 
     async def create_key(self, user: str, scope: str = "user") -> str:
         resp = await self("POST", "keys", json_body={"user_id": user, "scope": scope})

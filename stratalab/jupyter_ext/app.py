@@ -23,7 +23,7 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 import stratalab
 from stratalab.files import write_private
-from stratalab.jupyter_ext import jobs, keys, system, workers
+from stratalab.jupyter_ext import inference, jobs, keys, models, projects, system, workers
 from stratalab.jupyter_ext.base import API_PREFIX, NotFoundHandler
 from stratalab.scheduler.bootstrap import ensure_admin_key
 from stratalab.scheduler.config import CoordinatorConfig
@@ -87,6 +87,23 @@ class StrataLab(ExtensionApp):
     owner = Unicode(help="User id of Jupyter-authenticated callers (the server's owner).").tag(
         config=True
     )
+    serving_cache_mb = Int(
+        1024, help="Memory for loaded models on each worker, in MiB (least recently used go)."
+    ).tag(config=True)
+    serving_replicas = Int(
+        2, help="Workers each model is loaded on ahead of its first request."
+    ).tag(config=True)
+    batch_wait_ms = Float(
+        0.0,
+        help="Longest a sync request waits for others to share its forward pass "
+        "(0: batch only requests already queued, never delay a lone one).",
+    ).tag(config=True)
+    inference_timeout_s = Float(
+        30.0, help="Sync inference timeout when a request names none (504 after it)."
+    ).tag(config=True)
+    max_batch_json_mb = Int(
+        256, help="Largest POST /inference/batch body, in MiB (413 above)."
+    ).tag(config=True)
     write_server_info = Bool(True, help="Write <data_dir>/server.json and print it on start.").tag(
         config=True
     )
@@ -120,6 +137,11 @@ class StrataLab(ExtensionApp):
             max_upload_mb=self.max_upload_mb,
             max_json_kb=self.max_json_kb,
             owner=self.owner,
+            serving_cache_mb=self.serving_cache_mb,
+            serving_replicas=self.serving_replicas,
+            batch_wait_ms=self.batch_wait_ms,
+            inference_timeout_s=self.inference_timeout_s,
+            max_batch_json_mb=self.max_batch_json_mb,
         )
 
     def initialize_settings(self) -> None:
@@ -130,7 +152,7 @@ class StrataLab(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         """Register every route under ``/stratalab/api/v1``."""
-        for module in (system, keys, jobs, workers):
+        for module in (system, keys, jobs, workers, models, inference, projects):
             self.handlers.extend(module.routes(API_PREFIX))
         self.handlers.append((rf"{API_PREFIX}(/.*)?", NotFoundHandler))
 

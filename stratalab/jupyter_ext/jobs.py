@@ -24,7 +24,7 @@ _ORDER_BY = {
     "-status",
 }
 _STATES = {s.value for s in JobState}
-_TYPES = {"task", "training", "evaluation", "batch_inference"}
+_TYPES = {"task", "training", "evaluation", "batch_inference", "inference"}
 
 
 class JobsHandler(ApiHandler):

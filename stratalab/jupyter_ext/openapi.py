@@ -14,10 +14,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import stratalab
+from stratalab.scheduler import model_schemas as m
 from stratalab.scheduler import schemas as s
 
 _JOB = "/jobs/{job_id}"
 _WORKER = "/workers/{worker_id}"
+_MODEL = "/models/{model_id}"
+_INFER = "/inference/{job_id}"
+_PROJECT = "/projects/{project_id}"
 
 #: (method, path, summary, request model, response model, success status, public)
 OPERATIONS: list[
@@ -63,7 +67,83 @@ OPERATIONS: list[
     ("post", f"{_WORKER}/drain", "Drain a worker (admin)", s.DrainRequest, s.WorkerOut, 200, False),
     ("post", f"{_WORKER}/enable", "Enable a worker (admin)", None, s.WorkerOut, 200, False),
     ("get", "/cluster", "Capacity and allocation", None, None, 200, False),
+    (
+        "post",
+        "/models",
+        "Upload an ONNX or TorchScript model (multipart: file field 'model')",
+        m.ModelUploadFields,
+        m.ModelOut,
+        201,
+        False,
+    ),
+    ("get", "/models", "List models (name)", None, s.Page[m.ModelOut], 200, False),
+    ("get", _MODEL, "One model", None, m.ModelOut, 200, False),
+    ("delete", _MODEL, "Delete a model (409 while in use)", None, None, 204, False),
+    (
+        "patch",
+        f"{_MODEL}/schema",
+        "Change schemas, labels, adapters",
+        m.ModelSchemaPatch,
+        m.ModelOut,
+        200,
+        False,
+    ),
+    (
+        "post",
+        "/inference",
+        "Inference: sync (200) or async (202; ?async=true, X-Async, body async)",
+        m.InferenceRequest,
+        m.InferenceSyncOut,
+        200,
+        False,
+    ),
+    (
+        "post",
+        "/inference/batch",
+        "Batch inference sharded over the workers (202)",
+        m.BatchRequest,
+        m.InferenceAccepted,
+        202,
+        False,
+    ),
+    (
+        "get",
+        _INFER,
+        "Async answer or batch progress and results (offset, limit)",
+        None,
+        m.InferenceJobOut,
+        200,
+        False,
+    ),
+    ("delete", _INFER, "Cancel an async request or a batch", None, m.InferenceJobOut, 200, False),
+    ("post", "/projects", "Create a project", m.ProjectCreate, m.ProjectOut, 201, False),
+    ("get", "/projects", "List projects (status)", None, s.Page[m.ProjectOut], 200, False),
+    ("get", _PROJECT, "A project with its metrics", None, m.ProjectOut, 200, False),
+    (
+        "get",
+        f"{_PROJECT}/analytics",
+        "Latency percentiles, throughput, per worker pool (bucket_size)",
+        None,
+        None,
+        200,
+        False,
+    ),
+    ("post", f"{_PROJECT}/complete", "Mark a project complete", None, m.ProjectOut, 200, False),
+    (
+        "post",
+        f"{_PROJECT}/cancel",
+        "Cancel a project and its jobs",
+        None,
+        m.ProjectOut,
+        200,
+        False,
+    ),
 ]
+
+#: POST bodies that may not be left out.
+_REQUIRED_BODIES = {s.JobSubmit, m.InferenceRequest, m.BatchRequest, m.ProjectCreate}
+#: request models sent as multipart/form-data with a file field.
+_MULTIPART = {m.ModelUploadFields: "model"}
 
 _ERRORS = {
     "400": "Bad request",
@@ -105,9 +185,30 @@ def openapi_document(base_url: str = "/") -> dict[str, Any]:
         op["responses"][str(status)] = ok
         for code, text in _ERRORS.items():
             op["responses"][code] = {"description": text, "content": error}
-        if req is not None:
+        if req is not None and req in _MULTIPART:
+            file_field = _MULTIPART[req]
             op["requestBody"] = {
-                "required": method != "post" or req is s.JobSubmit,
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "allOf": [
+                                _ref(req),
+                                {
+                                    "type": "object",
+                                    "required": [file_field],
+                                    "properties": {
+                                        file_field: {"type": "string", "format": "binary"}
+                                    },
+                                },
+                            ]
+                        }
+                    }
+                },
+            }
+        elif req is not None:
+            op["requestBody"] = {
+                "required": method != "post" or req in _REQUIRED_BODIES,
                 "content": {"application/json": {"schema": _ref(req)}},
             }
         if public:

@@ -52,7 +52,8 @@ class PendingArtifact:
 
     def read_bytes(self) -> bytes:
         """The content written so far (flushed first)."""
-        self._fh.flush()
+        if not self._fh.closed:
+            self._fh.flush()
         return self.path.read_bytes()
 
     def finish(self) -> None:

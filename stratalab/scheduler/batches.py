@@ -205,7 +205,6 @@ class BatchRunner:
     def _insert_shards(self, shards: list[BatchShard]) -> None:
         with self.store.session() as s:
             s.add_all(shards)
-            s.commit()
 
     # ---------------------------------------------------------------- run
     def start(self, job_id: str, principal: Principal) -> None:
@@ -404,7 +403,6 @@ class BatchRunner:
                 .where(BatchShard.job_id == job_id, BatchShard.idx == idx)
                 .values(**values)
             )
-            s.commit()
 
     def _shards(self, job_id: str) -> list[BatchShard]:
         with self.store.session() as s:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from stratalab.errors import Conflict, StrataLabError
+from stratalab.errors import Conflict, NoDevices, StrataLabError
 from stratalab.ids import isoformat, new_id, utcnow
 from stratalab.kernels.adapters import get_postprocessor, get_preprocessor
 from stratalab.kernels.models.signature import ModelSignature
@@ -42,6 +42,8 @@ DbCall = Callable[..., Awaitable[Any]]
 AcceptCall = Callable[[Job], Awaitable[None]]
 #: job type of an async request.
 ASYNC_TYPE = "inference"
+#: how often a queued async request looks for a worker again.
+WORKER_WAIT_S = 0.5
 
 
 def raw_adapters(model: Model) -> bool:
@@ -275,6 +277,8 @@ class InferenceService:
             return
         spec = job.spec or {}
         options = InferenceOptions.model_validate(spec.get("options") or {})
+        if not await self._wait_for_workers(job_id, model, options.prefer_gpu):
+            return
         try:
             await self._step(job_id, _S.SCHEDULING, "routed to a worker holding the model")
             await self._step(job_id, _S.PREPARING, "input validated against the model")
@@ -321,6 +325,18 @@ class InferenceService:
                 result=result,
                 worker=out.get("worker"),
             )
+
+    async def _wait_for_workers(self, job_id: str, model: Model, prefer_gpu: bool) -> bool:
+        """Keep an async request queued while no worker can serve (False: it ended)."""
+        while True:
+            try:
+                self.router.candidates(model.sha256, prefer_gpu=prefer_gpu)
+                return True
+            except NoDevices:
+                job = await self._db(self.runner.store.get_job, job_id)
+                if job is None or job.state != _S.QUEUED.value:
+                    return False
+                await asyncio.sleep(WORKER_WAIT_S)
 
     async def _step(self, job_id: str, to: JobState, reason: str, **kw: Any) -> None:
         await self.runner.transition(job_id, to, reason=reason, **kw)

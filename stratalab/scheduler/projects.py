@@ -44,7 +44,6 @@ class ProjectService:
     def _insert(self, project: Project) -> None:
         with self.store.session() as s:
             s.add(project)
-            s.commit()
 
     def _get(self, project_id: str) -> Project | None:
         with self.store.session() as s:
@@ -77,7 +76,6 @@ class ProjectService:
                 )
             project.status = status
             project.ended_at = utcnow()
-            s.commit()
             return project
 
     def _counts(self, project_ids: list[str]) -> dict[str, tuple[int, int]]:

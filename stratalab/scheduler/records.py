@@ -62,7 +62,6 @@ class RecordSink:
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         with self.store.session() as s:
             s.execute(sa.insert(InferenceRecord), rows)
-            s.commit()
 
     async def run(self, closing: Callable[[], bool]) -> None:
         """Flush every interval until ``closing()``; then once more."""

@@ -99,7 +99,6 @@ class ModelRegistry:
         )
         with self.store.session() as s:
             s.add(model)
-            s.commit()
         self._remember(model)
         logger.info("model %s registered (%s, %d bytes, %s)", model.id, fmt, model.size, sha256)
         return model
@@ -153,7 +152,6 @@ class ModelRegistry:
             for key, value in values.items():
                 setattr(model, key, value)
             model.updated_at = utcnow()
-            s.commit()
         self._remember(model)
         return model
 
@@ -175,7 +173,6 @@ class ModelRegistry:
             row = s.get(Model, model_id)
             assert row is not None
             row.deleted_at = utcnow()
-            s.commit()
             shared = s.scalar(
                 sa.select(sa.func.count())
                 .select_from(Model)

@@ -1,0 +1,141 @@
+"""Routes for the model registry: streaming upload, list, get, patch schema, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from tornado import web
+
+from stratalab.errors import BadRequest, ValidationFailed
+from stratalab.jupyter_ext.base import ApiHandler, validation_details
+from stratalab.jupyter_ext.multipart import MAX_FIELD_BYTES, FormStream, boundary_of
+from stratalab.scheduler.model_schemas import ModelSchemaPatch, ModelUploadFields
+
+#: form fields holding JSON (the seed's "json" type).
+_JSON_FIELDS = ("input_shape", "output_shape", "input_schema", "output_schema", "labels")
+#: room for the text fields and multipart framing on top of the file limit.
+_FORM_OVERHEAD = 16 * MAX_FIELD_BYTES
+
+
+def upload_fields(raw: dict[str, str]) -> ModelUploadFields:
+    """The form's text fields, JSON ones decoded, checked like a JSON body."""
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        if text.strip() in ("", "null"):
+            continue
+        if name in _JSON_FIELDS:
+            try:
+                values[name] = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValidationFailed(
+                    f"form field '{name}' must be JSON",
+                    details={"errors": [{"field": name, "message": "not valid JSON"}]},
+                ) from None
+        else:
+            values[name] = text
+    try:
+        return ModelUploadFields.model_validate(values)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "the upload form is not valid", details=validation_details(exc)
+        ) from None
+
+
+@web.stream_request_body
+class ModelsHandler(ApiHandler):
+    """``/models``: the upload streams to disk as it arrives."""
+
+    _form: FormStream | None = None
+
+    def _body_limit(self) -> int:
+        if self.request.method == "POST":
+            return (self.coordinator.config.max_upload_mb << 20) + _FORM_OVERHEAD
+        return super()._body_limit()
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        """Authenticate, then get ready to stream the form into a temp file."""
+        await super().prepare()
+        if self.request.method != "POST" or self._finished:
+            return
+        boundary = boundary_of(self.request.headers.get("Content-Type", ""))
+        self.request.connection.set_max_body_size(self._body_limit())  # type: ignore[attr-defined]
+        self._form = FormStream(boundary, self.coordinator.serving.begin_upload, "model")
+
+    def data_received(self, chunk: bytes) -> None:
+        """One chunk of the body."""
+        if self._form is not None:
+            try:
+                self._form.feed(chunk)
+            except Exception:
+                self._form.discard()
+                raise
+
+    def on_connection_close(self) -> None:
+        """A client that hangs up mid-body leaves no file behind."""
+        if self._form is not None:
+            self._form.discard()
+        super().on_connection_close()
+
+    def on_finish(self) -> None:
+        """Whatever happened, no temp file outlives the request."""
+        if self._form is not None:
+            self._form.discard()
+
+    async def get(self) -> None:
+        """List the caller's models (``name`` filters)."""
+        offset, size = self.page()
+        items, total = await self.coordinator.serving.list_models(
+            self.principal(),
+            name=self.get_query_argument("name", None),
+            offset=offset,
+            limit=size,
+        )
+        self.reply_page(items, total, offset, size)
+
+    async def post(self) -> None:
+        """Register an ONNX or TorchScript file (multipart field ``model``)."""
+        form = self._form
+        if form is None:
+            raise BadRequest("send the model as multipart/form-data")
+        form.finish()
+        fields = upload_fields(form.fields)
+        assert form.file is not None
+        model = await self.coordinator.serving.upload_model(
+            self.principal(), form.file, fields, form.filename
+        )
+        self.reply(model, 201, location=f"{self.request.path}/{model['id']}")
+
+
+class ModelHandler(ApiHandler):
+    """``/models/{id}``."""
+
+    async def get(self, model_id: str) -> None:
+        """One model."""
+        self.reply(await self.coordinator.serving.get_model(self.principal(), model_id))
+
+    async def delete(self, model_id: str) -> None:
+        """Delete a model (409 while a running job uses it)."""
+        await self.coordinator.serving.delete_model(self.principal(), model_id)
+        self.set_status(204)
+        self.finish()
+
+
+class ModelSchemaHandler(ApiHandler):
+    """``/models/{id}/schema``."""
+
+    async def patch(self, model_id: str) -> None:
+        """Change schemas, labels or adapters without re-uploading."""
+        patch = self.body(ModelSchemaPatch)
+        self.reply(await self.coordinator.serving.patch_model(self.principal(), model_id, patch))
+
+
+def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    """URL patterns of this module."""
+    mid = r"(?P<model_id>[A-Za-z0-9_-]{1,64})"
+    return [
+        (f"{prefix}/models", ModelsHandler),
+        (f"{prefix}/models/{mid}", ModelHandler),
+        (f"{prefix}/models/{mid}/schema", ModelSchemaHandler),
+    ]
