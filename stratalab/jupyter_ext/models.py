@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from tornado import web
 
-from stratalab.errors import BadRequest, ValidationFailed
+from stratalab.errors import BadRequest, PayloadTooLarge, StrataLabError, ValidationFailed
 from stratalab.jupyter_ext.base import ApiHandler, validation_details
 from stratalab.jupyter_ext.multipart import MAX_FIELD_BYTES, FormStream, boundary_of
 from stratalab.scheduler.model_schemas import ModelSchemaPatch, ModelUploadFields
@@ -48,29 +48,49 @@ class ModelsHandler(ApiHandler):
     """``/models``: the upload streams to disk as it arrives."""
 
     _form: FormStream | None = None
+    #: an error met while streaming, answered once the body has been read.
+    _error: StrataLabError | None = None
 
     def _body_limit(self) -> int:
         if self.request.method == "POST":
             return (self.coordinator.config.max_upload_mb << 20) + _FORM_OVERHEAD
         return super()._body_limit()
 
+    def _check_body_size(self) -> None:
+        """Too large: read (and drop) the body, then answer 413, so clients see the answer.
+
+        A client that does not wait for ``100 Continue`` is still sending when an
+        early answer closes the connection, and gets a reset instead of the 413.
+        Absurd sizes are refused at once.
+        """
+        try:
+            super()._check_body_size()
+        except PayloadTooLarge as exc:
+            declared = int(self.request.headers.get("Content-Length", "0") or 0)
+            if declared > 2 * self._body_limit() + _FORM_OVERHEAD:
+                raise
+            self._error = exc
+
     async def prepare(self) -> None:  # type: ignore[override]
         """Authenticate, then get ready to stream the form into a temp file."""
         await super().prepare()
         if self.request.method != "POST" or self._finished:
             return
-        boundary = boundary_of(self.request.headers.get("Content-Type", ""))
-        self.request.connection.set_max_body_size(self._body_limit())  # type: ignore[attr-defined]
-        self._form = FormStream(boundary, self.coordinator.serving.begin_upload, "model")
+        ceiling = 2 * self._body_limit() + _FORM_OVERHEAD
+        self.request.connection.set_max_body_size(ceiling)  # type: ignore[attr-defined]
+        if self._error is None:
+            boundary = boundary_of(self.request.headers.get("Content-Type", ""))
+            self._form = FormStream(boundary, self.coordinator.serving.begin_upload, "model")
 
     def data_received(self, chunk: bytes) -> None:
-        """One chunk of the body."""
-        if self._form is not None:
-            try:
-                self._form.feed(chunk)
-            except Exception:
-                self._form.discard()
-                raise
+        """One chunk of the body (dropped once the upload is refused)."""
+        if self._form is None or self._error is not None:
+            return
+        try:
+            self._form.feed(chunk)
+        except StrataLabError as exc:
+            self._form.discard()
+            self._error = exc
 
     def on_connection_close(self) -> None:
         """A client that hangs up mid-body leaves no file behind."""
@@ -96,6 +116,8 @@ class ModelsHandler(ApiHandler):
 
     async def post(self) -> None:
         """Register an ONNX or TorchScript file (multipart field ``model``)."""
+        if self._error is not None:
+            raise self._error
         form = self._form
         if form is None:
             raise BadRequest("send the model as multipart/form-data")

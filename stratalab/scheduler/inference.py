@@ -99,11 +99,10 @@ class InferenceService:
         Raises :class:`~stratalab.kernels.models.errors.InvalidInput` (422) naming
         the expected shape and dtype or the failing schema path.
         """
+        validate_payload(payload, model.input_schema)  # the input as sent, like the worker
         if raw_adapters(model):
             sig = self.signature(model)
-            named = get_preprocessor("passthrough")(payload, sig, {})
-            return check_inputs(sig, named, model.input_schema)
-        validate_payload(payload, model.input_schema)
+            return check_inputs(sig, get_preprocessor("passthrough")(payload, sig, {}))
         return payload
 
     def params(self, model: Model, params: dict[str, Any]) -> dict[str, Any]:

@@ -214,7 +214,7 @@ class _ShardJob:
         if self.post is not None:
             outputs: list[Any] = [p if ok else None for p, ok in zip(posted, valid, strict=True)]
         else:
-            outputs = _split_items(arrays, valid, rows_per_item)
+            outputs = split_items(arrays, valid, rows_per_item)
         result = _summary(outputs, errors, n_items, compute_ms)
         if self.post is None:
             result["arrays"] = {**arrays, VALID_KEY: valid}
@@ -289,7 +289,7 @@ def _summary(
     }
 
 
-def _split_items(arrays: Arrays, valid: np.ndarray, rows_per_item: int) -> list[Any]:
+def split_items(arrays: Arrays, valid: np.ndarray, rows_per_item: int) -> list[Any]:
     """Raw ``{data, shape}`` per item (``None`` for failed ones), as the API returns."""
     passthrough = get_postprocessor("passthrough")
     out: list[Any] = []
