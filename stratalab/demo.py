@@ -5,7 +5,8 @@ as a user's script would: an API key is minted, tasks of different
 priorities are submitted, one job's log is streamed with a progress bar, one
 job is cancelled, one fails and is retried, and the queue, the workers and
 the results are printed as tables. Exits non-zero if anything did not happen
-as promised, so CI can run it.
+as promised, so CI can run it. The second part (:mod:`stratalab.demo_inference`)
+serves a model: sync, async and a 100,000-row batch, then prints the analytics.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from stratalab.demo_inference import run_inference_demo
 from stratalab.launcher import start_server
 from stratalab.notebook.client import Client
 
@@ -223,6 +225,7 @@ def run_demo(data_dir: Path | None = None, *, workers: int = 2) -> int:
             problems.append("the sleeper was not cancelled")
         if gpu_job["status"] != "QUEUED" and not any(w["gpus"] for w in client.workers()):
             problems.append("the GPU job left the queue on a cluster without GPUs")
+        problems += run_inference_demo(client, _banner, _table)
         client.close()
     finally:
         code = server.stop()

@@ -415,16 +415,13 @@ class BatchRunner:
             )
 
     # ------------------------------------------------------------- cancel
-    async def cancel(self, job: Job, reason: str) -> None:
-        """Stop a batch: running shards are cancelled, finished ones are kept."""
-        await self.inference.runner.transition(
-            job.id, _S.CANCELLED, reason=reason, ended_at=utcnow()
-        )
-        futures = self._futures.pop(job.id, [])
+    async def stop_job(self, job_id: str) -> None:
+        """After a cancel: stop its running shards; finished ones keep their results."""
+        futures = self._futures.pop(job_id, [])
         if futures and self.client is not None:
             with contextlib.suppress(Exception):
                 await self.client.cancel(futures, force=True)
-        task = self._tasks.pop(job.id, None)
+        task = self._tasks.pop(job_id, None)
         if task is not None:
             task.cancel()
 

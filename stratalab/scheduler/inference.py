@@ -360,10 +360,6 @@ class InferenceService:
                 )
             self.start(job.id, principal_for(job))
 
-    async def cancel(self, job: Job, reason: str) -> None:
-        """Cancel an async request that has not been answered yet."""
-        await self.runner.transition(job.id, _S.CANCELLED, reason=reason, ended_at=utcnow())
-
     async def stop(self) -> None:
         """Stop background requests (they are re-run after the next start)."""
         for task in list(self._tasks):

@@ -17,7 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from distributed import Client
 
-from stratalab.errors import CannotCancel, NotFound
+from stratalab.errors import CannotCancel, Conflict, NotFound
+from stratalab.ids import utcnow
 from stratalab.scheduler.artifacts import ArtifactStore, PendingArtifact
 from stratalab.scheduler.batches import BATCH_TYPE, BatchRunner
 from stratalab.scheduler.cluster import WorkerInfo
@@ -216,15 +217,31 @@ class ServingApi:
         return await self.inference_job(principal, job_id, offset=0, limit=0)
 
     async def cancel_job(self, job: Job, reason: str) -> None:
-        """Cancel a serving job (also reached through ``POST /jobs/{id}/cancel``)."""
-        if JobState(job.state) in TERMINAL:
-            raise CannotCancel(
-                f"job {job.id} already ended ({job.state})", details={"status": job.state}
-            )
-        if job.type == BATCH_TYPE:
-            await self.batches.cancel(job, reason)
+        """Cancel a serving job (also reached through ``POST /jobs/{id}/cancel``).
+
+        The job's own runner may be moving it between states at the same
+        moment; the compare-and-set then fails and is tried again on the
+        fresh state.
+        """
+        for _ in range(10):
+            if JobState(job.state) in TERMINAL:
+                raise CannotCancel(
+                    f"job {job.id} already ended ({job.state})", details={"status": job.state}
+                )
+            try:
+                await self.runner.transition(
+                    job.id, JobState.CANCELLED, reason=reason, ended_at=utcnow()
+                )
+                break
+            except Conflict:
+                fresh = await self._db(self.store.get_job, job.id)
+                if fresh is None:
+                    raise NotFound(f"no job {job.id}") from None
+                job = fresh
         else:
-            await self.inference.cancel(job, reason)
+            raise Conflict(f"job {job.id} keeps changing state; try again")
+        if job.type == BATCH_TYPE:
+            await self.batches.stop_job(job.id)
 
     # ------------------------------------------------------------- projects
     async def create_project(self, principal: Principal, req: ProjectCreate) -> dict[str, Any]:
