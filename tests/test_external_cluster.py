@@ -38,7 +38,11 @@ def external_cluster(tmp_path: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_until(sched_file.exists, timeout=60, what="the dask scheduler file")
+    wait_until(  # dask writes the file in place: wait until it is whole
+        lambda: sched_file.exists() and sched_file.read_text().strip().endswith("}"),
+        timeout=60,
+        what="the dask scheduler file",
+    )
     address = json.loads(sched_file.read_text())["address"]
     worker = subprocess.Popen(
         [

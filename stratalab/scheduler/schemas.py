@@ -101,6 +101,8 @@ class ConfigUpdate(Strict):
     aging_interval_s: float | None = Field(None, gt=0, le=86400)
     default_max_retries: int | None = Field(None, ge=0, le=20)
     max_upload_mb: int | None = Field(None, ge=1, le=1_000_000)
+    inference_timeout_s: float | None = Field(None, gt=0, le=3600)
+    max_batch_json_mb: int | None = Field(None, ge=1, le=100_000)
 
 
 # ---------------------------------------------------------------- responses

@@ -108,6 +108,8 @@ async def test_get_config_hides_credentials(api, db_url):
         "aging_interval_s",
         "default_max_retries",
         "max_upload_mb",
+        "inference_timeout_s",
+        "max_batch_json_mb",
     }
     assert body["max_json_kb"] == 1024
     assert "admin_key" not in body
