@@ -1,88 +1,84 @@
-"""A Python client for the StrataLab REST API, for notebooks and scripts.
+"""The StrataLab client for notebooks and scripts: :class:`Client` and :class:`AsyncClient`.
 
-It talks to the server over HTTP only (httpx). Errors come back as
-:class:`ApiError` carrying the server's code and trace id, never as an httpx
-traceback, so a user sees "AUTH_INVALID: the API key is unknown or revoked"
-rather than a stack of transport internals.
+Inside a kernel started by a StrataLab-enabled Jupyter server, ``Client()``
+finds its server by itself (see :mod:`stratalab.notebook.discovery`); from a
+script, pass ``Client(url, api_key=...)``. Resources hang off the client as
+namespaces (``c.jobs``, ``c.workers``, ``c.keys``, ``c.models``,
+``c.inference``, ``c.projects``, ``c.datasets``) with the same methods on
+both clients; ``AsyncClient``'s are awaited, for code that runs on the
+kernel's event loop. Every failure is an :class:`ApiError`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from stratalab.notebook.datasets import AsyncDatasets, Datasets
+from stratalab.notebook.discovery import discover
+from stratalab.notebook.errors import ApiError
+from stratalab.notebook.inference import AsyncInference, Inference
+from stratalab.notebook.jobs import AsyncJobs, Jobs
+from stratalab.notebook.keys import AsyncKeys, Keys
+from stratalab.notebook.models import AsyncModels, Models
+from stratalab.notebook.projects import AsyncProjects, Projects
+from stratalab.notebook.transport import (
+    AsyncTransport,
+    Connection,
+    Request,
+    SyncTransport,
+    arun,
+    run,
+)
+from stratalab.notebook.types import Cluster, Health, Job, KeyCreated, LogLine, Queue, Status
+from stratalab.notebook.workers import AsyncWorkers, Workers
 
-_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+if TYPE_CHECKING:
+    from stratalab.notebook.dashboard import Dashboard
 
-
-class ApiError(Exception):
-    """An error answer from the server (or no answer at all)."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        status: int | None = None,
-        trace_id: str | None = None,
-        details: Any = None,
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        #: the API's error code (``NOT_FOUND``, ``AUTH_INVALID``, ...).
-        self.code = code
-        self.message = message
-        #: HTTP status (None when the server could not be reached).
-        self.status = status
-        #: quote this to an operator: it finds the server-side log entry.
-        self.trace_id = trace_id
-        self.details = details
+__all__ = ["ApiError", "AsyncClient", "Client", "connect", "discover"]
 
 
-def discover(data_dir: str | Path | None = None) -> dict[str, Any]:
-    """Find a running server: ``$STRATALAB_URL``, else a ``server.json``."""
-    if os.environ.get("STRATALAB_URL"):
-        return {
-            "url": os.environ["STRATALAB_URL"],
-            "admin_key": os.environ.get("STRATALAB_API_KEY"),
-        }
-    candidates = []
-    if data_dir is not None:
-        candidates.append(Path(data_dir) / "server.json")
-    if os.environ.get("STRATALAB_DATA_DIR"):
-        candidates.append(Path(os.environ["STRATALAB_DATA_DIR"]) / "server.json")
-    from jupyter_core.paths import jupyter_runtime_dir
+def connect(
+    url: str | None = None,
+    api_key: str | None = None,
+    *,
+    token: str | None = None,
+    timeout: float = 30.0,
+    data_dir: str | Path | None = None,
+) -> Connection:
+    """Where to send requests: the given URL and credentials, or a discovered server's."""
+    if url is None:
+        info = discover(data_dir)
+        url = info.url
+        if api_key is None and token is None:
+            api_key, token = info.api_key, info.token
+    return Connection(url=url.rstrip("/"), api_key=api_key, token=token, timeout=timeout)
 
-    runtime = sorted(
-        Path(jupyter_runtime_dir()).glob("stratalab-*.json"),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for path in [*candidates, *runtime]:
-        if path.exists():
-            info: dict[str, Any] = json.loads(path.read_text())
-            return info
-    raise ApiError("NOT_FOUND", "no running StrataLab server found; pass url= and api_key=")
+
+def _describe(conn: Connection) -> str:
+    auth = "API key" if conn.api_key else "Jupyter token" if conn.token else "no credentials"
+    return f"{conn.url} ({auth})"
 
 
 class Client:
-    """Talk to one StrataLab server.
+    """A blocking client of one StrataLab server.
 
     Parameters
     ----------
     url
-        The API base (``http://host:port/stratalab/api/v1``); found
-        automatically inside a StrataLab-enabled Jupyter server.
+        The API base (``http://host:port/stratalab/api/v1``). Found
+        automatically inside a StrataLab-enabled Jupyter server, from
+        ``$STRATALAB_URL`` or from a data dir's ``server.json``.
     api_key
         An ``X-API-Key`` secret; defaults to the discovered admin key.
     token
         A Jupyter token, as an alternative to an API key.
     timeout
-        Seconds for each request.
+        Seconds for each request (streams wait as long as the server sends).
+    data_dir
+        A data dir whose ``server.json`` names the server.
     """
 
     def __init__(
@@ -94,24 +90,37 @@ class Client:
         timeout: float = 30.0,
         data_dir: str | Path | None = None,
     ) -> None:
-        if url is None:
-            info = discover(data_dir)
-            url = str(info["url"])
-            if api_key is None and token is None:
-                api_key = info.get("admin_key")
-                token = None if api_key else info.get("token")
-        headers = {}
-        if api_key:
-            headers["X-API-Key"] = api_key
-        elif token:
-            headers["Authorization"] = f"token {token}"
+        #: where requests go and how they authenticate.
+        self.connection = connect(url, api_key, token=token, timeout=timeout, data_dir=data_dir)
         #: the API base URL.
-        self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.url = self.connection.url
+        self._transport = SyncTransport(self.connection)
+        #: jobs: submit, list, get, cancel, retry, wait, logs, monitor.
+        self.jobs = Jobs(self)
+        #: the cluster's workers: list, get, drain, enable.
+        self.workers = Workers(self)
+        #: API keys: create, list, revoke.
+        self.keys = Keys(self)
+        #: the model registry.
+        self.models = Models(self)
+        #: sync, async and batch inference.
+        self.inference = Inference(self)
+        #: projects and their analytics.
+        self.projects = Projects(self)
+        #: datasets and their shards.
+        self.datasets = Datasets(self)
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> Client:
+        """A client for an existing :class:`Connection` (e.g. another client's)."""
+        return cls(conn.url, conn.api_key, token=conn.token, timeout=conn.timeout)
+
+    def __repr__(self) -> str:
+        return f"<stratalab.Client {_describe(self.connection)}>"
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._transport.close()
 
     def __enter__(self) -> Client:
         return self
@@ -119,137 +128,158 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------- transport
+    # ------------------------------------------------------------- system
+    def health(self) -> Health:
+        """``GET /health``: whether the server answers (needs no credentials)."""
+        health: Health = run(Request("GET", "/health"), self._transport)
+        return health
+
+    def status(self) -> Status:
+        """``GET /status``: version, uptime, Dask address and dashboard, counts."""
+        status: Status = run(Request("GET", "/status"), self._transport)
+        return status
+
+    def queue(self) -> Queue:
+        """``GET /queue``: depth by priority and state, waits, queued jobs with reasons."""
+        queue: Queue = run(Request("GET", "/queue"), self._transport)
+        return queue
+
+    def cluster(self) -> Cluster:
+        """``GET /cluster``: capacity, allocation and utilisation."""
+        cluster: Cluster = run(Request("GET", "/cluster"), self._transport)
+        return cluster
+
+    def config(self) -> dict[str, Any]:
+        """``GET /config``: the effective settings, credentials redacted."""
+        return dict(run(Request("GET", "/config"), self._transport))
+
+    def dashboard(self, *, interval: float = 2.0, autostart: bool = True) -> Dashboard:
+        """A live ipywidgets dashboard of this server; ``.close()`` stops it."""
+        from stratalab.notebook.dashboard import Dashboard
+
+        return Dashboard(self.connection, interval=interval, autostart=autostart)
+
+    # ------------------------------------------------- raw access, shortcuts
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One call; returns the decoded JSON body, raises :class:`ApiError`."""
-        try:
-            resp = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ApiError(
-                "SERVICE_UNAVAILABLE", f"cannot reach {self.url}: {type(exc).__name__}"
-            ) from None
-        return _decode(resp)
+        """One call to any route (``params``, ``json``, ``data``, ``files``, ``headers``)."""
+        return self._transport.send(Request(method, path, **kwargs))
 
     def stream_events(self, path: str, **params: Any) -> Iterator[tuple[str, Any]]:
-        """Yield ``(event, data)`` pairs from a Server-Sent Events route."""
-        try:
-            with self._http.stream(
-                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
-            ) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    _decode(resp)
-                event, data = "message", []
-                for line in resp.iter_lines():
-                    if not line:
-                        if data:
-                            yield event, json.loads("\n".join(data))
-                        event, data = "message", []
-                    elif line.startswith("event:"):
-                        event = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data.append(line[5:].strip())
-        except httpx.TransportError as exc:
-            raise ApiError(
-                "SERVICE_UNAVAILABLE", f"stream from {self.url} broke: {type(exc).__name__}"
-            ) from None
-
-    # ------------------------------------------------------------------ API
-    def health(self) -> dict[str, Any]:
-        """``GET /health``."""
-        return dict(self.request("GET", "/health"))
-
-    def status(self) -> dict[str, Any]:
-        """``GET /status``: Dask address, dashboard, uptime."""
-        return dict(self.request("GET", "/status"))
+        """``(event, data)`` pairs from any Server-Sent Events route."""
+        for ev in self._transport.stream(Request("GET", path, params=params)):
+            yield ev.event, ev.data
 
     def submit(
         self, name: str, *, script: str | None = None, entrypoint: str | None = None, **fields: Any
     ) -> dict[str, Any]:
-        """Submit a task job; returns the ``POST /jobs`` answer."""
-        body = {"name": name, "type": "task", **fields}
-        if script is not None:
-            body["script"] = script
-        if entrypoint is not None:
-            body["entrypoint"] = entrypoint
-        return dict(self.request("POST", "/jobs", json=body))
+        """Shortcut for :meth:`Jobs.submit`."""
+        return dict(self.jobs.submit(name, script, entrypoint=entrypoint, **fields))
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        """``GET /jobs/{id}`` (with its timeline)."""
-        return dict(self.request("GET", f"/jobs/{job_id}"))
+    def job(self, job_id: str) -> Job:
+        """Shortcut for :meth:`Jobs.get`."""
+        return self.jobs.get(job_id)
 
-    def jobs(self, **params: Any) -> list[dict[str, Any]]:
-        """Every job matching the filters (follows page tokens)."""
-        items: list[dict[str, Any]] = []
-        params = {"page_size": 200, **params}
-        while True:
-            page = self.request("GET", "/jobs", params=params)
-            items.extend(page["items"])
-            if not page.get("next_page_token"):
-                return items
-            params["page_token"] = page["next_page_token"]
+    def cancel(self, job_id: str, reason: str | None = None) -> Job:
+        """Shortcut for :meth:`Jobs.cancel`."""
+        return self.jobs.cancel(job_id, reason)
 
-    def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
-        """``POST /jobs/{id}/cancel``."""
-        body = {"reason": reason} if reason else None
-        return dict(self.request("POST", f"/jobs/{job_id}/cancel", json=body))
-
-    def wait(self, job_id: str, timeout: float = 600, poll_s: float = 0.2) -> dict[str, Any]:
-        """Poll until the job ends; returns the final job."""
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if job["status"] in _TERMINAL:
-                return job
-            if time.monotonic() > deadline:
-                raise ApiError("SERVICE_UNAVAILABLE", f"job {job_id} still {job['status']}")
-            time.sleep(poll_s)
+    def wait(self, job_id: str, timeout: float = 600, poll_s: float = 0.2) -> Job:
+        """Shortcut for :meth:`Jobs.wait` (with a 10-minute default timeout)."""
+        return self.jobs.wait(job_id, timeout=timeout, poll_s=poll_s)
 
     def logs(
         self, job_id: str, *, follow: bool = True, tail: int = 100, level: str = "INFO"
-    ) -> Iterator[dict[str, Any]]:
-        """Log lines of a job; with ``follow``, until the job ends."""
-        for event, data in self.stream_events(
-            f"/jobs/{job_id}/logs", follow=str(follow).lower(), tail=tail, level=level
-        ):
-            if event == "log":
-                yield data
+    ) -> Iterator[LogLine]:
+        """A job's log lines; with ``follow``, live until the job ends."""
+        if follow:
+            return self.jobs.stream_logs(job_id, tail=tail, level=level)
+        return iter(self.jobs.logs(job_id, tail=tail, level=level))
 
-    def queue(self) -> dict[str, Any]:
-        """``GET /queue``."""
-        return dict(self.request("GET", "/queue"))
-
-    def workers(self) -> list[dict[str, Any]]:
-        """``GET /workers``."""
-        return list(self.request("GET", "/workers", params={"page_size": 1000})["items"])
-
-    def create_key(self, user_id: str, *, scope: str = "user", name: str = "") -> dict[str, Any]:
-        """``POST /keys`` (admins may create keys for any user)."""
-        return dict(
-            self.request("POST", "/keys", json={"user_id": user_id, "scope": scope, "name": name})
-        )
+    def create_key(self, user_id: str, *, scope: str = "user", name: str = "") -> KeyCreated:
+        """Shortcut for :meth:`Keys.create`."""
+        return self.keys.create(user_id, scope=scope, name=name)
 
 
-def _decode(resp: httpx.Response) -> Any:
-    if resp.status_code == 204 or not resp.content:
-        if resp.status_code >= 400:
-            raise ApiError("INTERNAL_ERROR", f"HTTP {resp.status_code}", status=resp.status_code)
-        return None
-    try:
-        body = resp.json()
-    except ValueError:
-        raise ApiError(
-            "INTERNAL_ERROR",
-            f"HTTP {resp.status_code} with a non-JSON body",
-            status=resp.status_code,
-        ) from None
-    if resp.status_code >= 400:
-        err = body.get("error", {}) if isinstance(body, dict) else {}
-        raise ApiError(
-            str(err.get("code", "INTERNAL_ERROR")),
-            str(err.get("message", f"HTTP {resp.status_code}")),
-            status=resp.status_code,
-            trace_id=err.get("trace_id"),
-            details=err.get("details"),
-        )
-    return body
+class AsyncClient:
+    """An asyncio client with the surface of :class:`Client`; its calls are awaited.
+
+    Use it on a running event loop (a notebook cell can ``await`` directly)::
+
+        async with AsyncClient() as c:
+            job = await c.jobs.submit("hello", "print(42)")
+            async for update in c.jobs.monitor(job["job_id"]):
+                print(update["status"])
+
+    Takes the same parameters as :class:`Client`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        data_dir: str | Path | None = None,
+    ) -> None:
+        #: where requests go and how they authenticate.
+        self.connection = connect(url, api_key, token=token, timeout=timeout, data_dir=data_dir)
+        #: the API base URL.
+        self.url = self.connection.url
+        self._transport = AsyncTransport(self.connection)
+        #: see :class:`Client`.
+        self.jobs = AsyncJobs(self)
+        self.workers = AsyncWorkers(self)
+        self.keys = AsyncKeys(self)
+        self.models = AsyncModels(self)
+        self.inference = AsyncInference(self)
+        self.projects = AsyncProjects(self)
+        self.datasets = AsyncDatasets(self)
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> AsyncClient:
+        """A client for an existing :class:`Connection` (e.g. another client's)."""
+        return cls(conn.url, conn.api_key, token=conn.token, timeout=conn.timeout)
+
+    def __repr__(self) -> str:
+        return f"<stratalab.AsyncClient {_describe(self.connection)}>"
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def health(self) -> Health:
+        """See :meth:`Client.health`."""
+        health: Health = await arun(Request("GET", "/health"), self._transport)
+        return health
+
+    async def status(self) -> Status:
+        """See :meth:`Client.status`."""
+        status: Status = await arun(Request("GET", "/status"), self._transport)
+        return status
+
+    async def queue(self) -> Queue:
+        """See :meth:`Client.queue`."""
+        queue: Queue = await arun(Request("GET", "/queue"), self._transport)
+        return queue
+
+    async def cluster(self) -> Cluster:
+        """See :meth:`Client.cluster`."""
+        cluster: Cluster = await arun(Request("GET", "/cluster"), self._transport)
+        return cluster
+
+    async def config(self) -> dict[str, Any]:
+        """See :meth:`Client.config`."""
+        return dict(await arun(Request("GET", "/config"), self._transport))
+
+    def dashboard(self, *, interval: float = 2.0, autostart: bool = True) -> Dashboard:
+        """See :meth:`Client.dashboard` (refreshes as a task on the running loop)."""
+        from stratalab.notebook.dashboard import Dashboard
+
+        return Dashboard(self.connection, interval=interval, autostart=autostart)
