@@ -8,7 +8,8 @@ LocalCluster of worker processes, one thread each) and, in this process:
   running a model it keeps loaded in the worker (so only the scheduling is
   measured, not a load per request);
 * StrataLab ``POST /inference`` at concurrency 1 (p50/p99) and 16 (requests/s),
-  next to the same server's ``GET /health`` at concurrency 16;
+  next to the same server's ``GET /health`` at concurrency 1 and 16 (the floor
+  of any HTTP round trip to this server); tensors travel base64-encoded;
 * ``POST /inference/batch`` of 100,000 rows against raw ONNX Runtime running
   the same rows batched with as many threads as the cluster has worker threads.
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import machine, percentile, record, rps, table
 from stratalab.kernels.models.samples import make_mlp_onnx
+from stratalab.kernels.models.tensors import b64_tensor
 from stratalab.launcher import start_server
 
 WARMUP = 20
@@ -110,7 +112,8 @@ def timed(fn: Any, n: int) -> list[float]:
 
 
 def tensor(x: np.ndarray) -> dict[str, Any]:
-    return {"data": x.reshape(-1).tolist(), "shape": list(x.shape)}
+    """Requests send tensors base64-encoded (``{"b64", "dtype", "shape"}``), not as lists."""
+    return b64_tensor(x)
 
 
 def measure_model(
@@ -236,6 +239,8 @@ def main() -> None:
                         duration_s=args.duration,
                     )
                 )
+                with httpx.Client(base_url=server.url, timeout=30) as bare:
+                    health1 = timed(lambda: bare.get("/health").raise_for_status(), args.requests)
                 rng = np.random.default_rng(1)
                 mlp_rows, mlp_fig = measure_model(
                     "MLP 4-8-3",
@@ -263,10 +268,12 @@ def main() -> None:
                     ),
                 }
 
+    health_c1 = ["-", "GET /health, c=1 (same server)", percentile(health1, 50)]
+    health_c1 += [percentile(health1, 99), ""]
     health_row = ["-", "GET /health, c=16 (same server)", health["p50_ms"], health["p99_ms"]]
     health_row.append(f"{health['rps']:,.0f} req/s")
     latency = table(
-        [*mlp_rows, *cnn_rows, health_row],
+        [*mlp_rows, *cnn_rows, health_c1, health_row],
         ["model", "path", "p50 ms", "p99 ms", "throughput"],
     )
     goals = []
@@ -285,6 +292,13 @@ def main() -> None:
                 fig["rest"] - fig["raw"],
                 "<= 1.5",
                 fig["rest"] - fig["raw"] <= 1.5,
+            ],
+            [
+                name,
+                "added latency over GET /health c=1, p50 ms",
+                fig["rest"] - fig["raw"] - percentile(health1, 50),
+                "(what StrataLab adds beyond an HTTP round trip)",
+                "",
             ],
             [
                 name,

@@ -219,3 +219,23 @@ async def test_unknown_inference_job_and_another_users_job_are_not_found(api, mo
     bob = await api.create_key("bob")
     assert (await api("GET", f"inference/{queued.json['job_id']}", key=bob)).status == 404
     assert (await api("DELETE", f"inference/{queued.json['job_id']}", key=bob)).status == 404
+
+
+async def test_base64_tensors_match_ort_and_bad_base64_is_422(api, model_files):
+    from stratalab.kernels.models.tensors import b64_tensor
+
+    model = await upload(api, model_files.onnx)
+    x = np.random.default_rng(9).normal(size=(6, 4)).astype(np.float32)
+    resp = await api(
+        "POST", "inference", json_body={"model_id": model["id"], "input": b64_tensor(x)}
+    )
+    assert resp.status == 200, resp.text
+    np.testing.assert_allclose(array(resp.json["result"]), ort_run(model_files.onnx, x), rtol=1e-5)
+    bad = {"b64": "not base64!!", "dtype": "float32", "shape": [1, 4]}
+    resp = await api("POST", "inference", json_body={"model_id": model["id"], "input": bad})
+    assert resp.status == 422
+    assert "base64" in resp.json["error"]["message"]
+    short = {**b64_tensor(x), "shape": [7, 4]}
+    resp = await api("POST", "inference", json_body={"model_id": model["id"], "input": short})
+    assert resp.status == 422
+    assert "do not fill shape" in resp.json["error"]["message"]

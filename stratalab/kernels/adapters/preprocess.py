@@ -33,7 +33,7 @@ def _is_tensor(value: Any) -> bool:
     return (
         isinstance(value, (np.ndarray, list, tuple))
         or is_wire_array(value)
-        or (isinstance(value, dict) and "data" in value)
+        or (isinstance(value, dict) and ("data" in value or "b64" in value))
     )
 
 

@@ -12,6 +12,8 @@ Three forms arrive at a worker and all become numpy arrays here:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import math
 from typing import Any
@@ -94,6 +96,8 @@ def to_array(value: Any, *, name: str = "input") -> np.ndarray:
         return value
     if is_wire_array(value):
         return decode_array(value, name=name)
+    if isinstance(value, dict) and "b64" in value:
+        return decode_b64(value, name=name)
     if isinstance(value, dict) and "data" in value:
         array = _from_nested(value["data"], name)
         if "shape" in value and value["shape"] is not None:
@@ -109,6 +113,35 @@ def to_array(value: Any, *, name: str = "input") -> np.ndarray:
     if isinstance(value, dict):
         raise InvalidInput(f"{name}: expected a tensor (list or {{data, shape}}), got an object")
     return _from_nested(value, name)
+
+
+def decode_b64(value: dict[str, Any], *, name: str = "input") -> np.ndarray:
+    """A JSON tensor sent as ``{"b64", "dtype", "shape"}``: raw bytes, base64-encoded.
+
+    A 3x112x112 image is 150 KB this way instead of 700 KB of JSON numbers,
+    and decodes in microseconds instead of milliseconds.
+    """
+    data = value.get("b64")
+    if not isinstance(data, str):
+        raise InvalidInput(f"{name}: b64 must be a base64 string")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{name}: b64 is not valid base64") from None
+    return decode_array(
+        {"data": raw, "dtype": value.get("dtype", "float32"), "shape": value.get("shape")},
+        name=name,
+    )
+
+
+def b64_tensor(array: np.ndarray) -> dict[str, Any]:
+    """The compact JSON form of ``array`` that :func:`decode_b64` reads."""
+    wire = encode_array(array)
+    return {
+        "b64": base64.b64encode(wire["data"]).decode(),
+        "dtype": wire["dtype"],
+        "shape": wire["shape"],
+    }
 
 
 def jsonable(value: Any) -> Any:
