@@ -6,19 +6,15 @@ on every worker (``run_batch_shard``), each writing its results file; a shard
 finished is a row marked ``done``, so after a restart only unfinished shards
 run again, and Dask re-runs a shard whose worker was killed.
 
-Uniform raw tensors (one tensor of N rows, or N items of the same shape) are
-stored as ``.npy`` arrays and validated once; anything else (adapter
-payloads, mixed shapes, multi-input maps) as JSON items checked one by one.
+How inputs are laid out on disk is :mod:`~stratalab.scheduler.batch_inputs`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,12 +25,9 @@ import sqlalchemy as sa
 from distributed import Client, Future
 
 from stratalab.errors import Conflict, ServiceUnavailable, StrataLabError
-from stratalab.files import write_atomic
 from stratalab.ids import new_id, utcnow
-from stratalab.kernels.models.errors import InvalidInput
-from stratalab.kernels.models.tensors import to_array
-from stratalab.kernels.models.validate import check_inputs
 from stratalab.kernels.serving.batch import VALID_KEY, run_batch_shard, split_items
+from stratalab.scheduler.batch_inputs import write_inputs
 from stratalab.scheduler.db import BatchShard, Job, Model
 from stratalab.scheduler.inference import InferenceService, raw_adapters
 from stratalab.scheduler.keys import Principal
@@ -47,8 +40,6 @@ _S = JobState
 AcceptCall = Callable[[Job], Awaitable[None]]
 #: job type of a batch.
 BATCH_TYPE = "batch_inference"
-#: shards per worker by default: enough for progress and balance, few enough to be cheap.
-SHARDS_PER_WORKER = 4
 #: retries of one shard on top of Dask's own re-run after a lost worker.
 SHARD_RETRIES = 1
 
@@ -150,57 +141,13 @@ class BatchRunner:
         self, job_id: str, model: Model, req: BatchRequest, n_workers: int
     ) -> dict[str, Any]:
         """Validate the inputs and write one file per shard (blocking)."""
-        folder = self.root / job_id
-        array, rows_per_item = self._as_array(model, req)
-        items = None if array is not None else list(req.inputs or [])
-        n_items = array.shape[0] // rows_per_item if array is not None else len(items or [])
-        if n_items == 0:
-            raise InvalidInput("the batch has no items")
-        size = req.shard_size or max(1, math.ceil(n_items / (n_workers * SHARDS_PER_WORKER)))
-        bounds = [(s, min(size, n_items - s)) for s in range(0, n_items, size)]
-        for i, (start, count) in enumerate(bounds):
-            if array is not None:
-                part = array[start * rows_per_item : (start + count) * rows_per_item]
-                buffer = io.BytesIO()
-                np.save(buffer, np.ascontiguousarray(part), allow_pickle=False)
-                write_atomic(folder / f"in-{i}.npy", buffer.getvalue())
-            else:
-                assert items is not None
-                write_atomic(
-                    folder / f"in-{i}.json", json.dumps(items[start : start + count]).encode()
-                )
-        return {
-            "mode": "array" if array is not None else "items",
-            "rows_per_item": rows_per_item,
-            "items": n_items,
-            "shards": bounds,
-        }
-
-    def _as_array(self, model: Model, req: BatchRequest) -> tuple[np.ndarray | None, int]:
-        """Uniform raw tensors as one checked array (and rows per item); else None."""
-        sig = self.inference.signature(model)
-        if req.input is not None:
-            if not raw_adapters(model):
-                raise InvalidInput(
-                    f"model {model.id} has preprocessing {model.preprocessing!r}; send 'inputs', "
-                    "a list of payloads in that adapter's format"
-                )
-            if len(sig.inputs) != 1:
-                raise InvalidInput("'input' needs a single-input model; send 'inputs' as maps")
-            x = to_array(req.input, name="input")
-            name = sig.inputs[0].name
-            return check_inputs(sig, {name: x}, model.input_schema)[name], 1
-        items = req.inputs or []
-        if not raw_adapters(model) or len(sig.inputs) != 1 or not _uniform(items):
-            return None, 1
-        x = np.asarray([item["data"] for item in items])
-        shape = list(items[0]["shape"])
-        try:
-            x = x.reshape([len(items) * shape[0], *shape[1:]])
-        except ValueError:
-            return None, 1  # data lengths disagree with the shape: check item by item
-        name = sig.inputs[0].name
-        return check_inputs(sig, {name: x}, model.input_schema)[name], shape[0]
+        return write_inputs(
+            self.root / job_id,
+            self.inference.signature(model),
+            model,
+            req,
+            n_workers=n_workers,
+        )
 
     def _insert_shards(self, shards: list[BatchShard]) -> None:
         with self.store.session() as s:
@@ -504,17 +451,3 @@ def _read_shard(folder: Path, idx: int, rows_per_item: int) -> list[Any]:
             valid = data[VALID_KEY]
         return split_items(arrays, valid, rows_per_item)
     return list(json.loads((folder / f"out-{idx}.json").read_text()))
-
-
-def _uniform(items: list[Any]) -> bool:
-    """True when every item is a ``{data, shape}`` tensor of the same shape."""
-    if not items or not all(isinstance(i, dict) and set(i) == {"data", "shape"} for i in items):
-        return False
-    shape = items[0]["shape"]
-    return (
-        isinstance(shape, list)
-        and len(shape) >= 1
-        and all(isinstance(d, int) and d > 0 for d in shape)
-        and all(i["shape"] == shape for i in items)
-        and all(isinstance(i["data"], list) for i in items)
-    )
