@@ -122,31 +122,17 @@ class InferenceService:
         if req.project_id is not None:
             await self.projects.require_active(principal, req.project_id)
         request_id = new_id("infer")
-        try:
-            out = await self._call(model, req.input, req.params, req.options)
-        except StrataLabError as exc:
-            self._record(
-                principal,
-                model,
-                project_id=req.project_id,
-                request_id=request_id,
-                kind="sync",
-                arrived=arrived,
-                t0=t0,
-                exc=exc,
-            )
-            raise
-        latency_ms = (time.perf_counter() - t0) * 1000.0
-        self._record(
+        out = await self._recorded(
             principal,
             model,
             project_id=req.project_id,
             request_id=request_id,
             kind="sync",
+            call=self._call(model, req.input, req.params, req.options),
             arrived=arrived,
             t0=t0,
-            out=out,
         )
+        latency_ms = (time.perf_counter() - t0) * 1000.0
         return {
             "job_id": request_id,
             "status": "completed",
@@ -187,7 +173,7 @@ class InferenceService:
         reply["pool"] = ("gpu" if worker.gpus else "cpu") if worker else None
         return reply
 
-    def _record(
+    async def _recorded(
         self,
         principal: Principal,
         model: Model,
@@ -195,10 +181,33 @@ class InferenceService:
         project_id: str | None,
         request_id: str,
         kind: str,
+        call: Awaitable[dict[str, Any]],
         arrived: float,
         t0: float,
-        out: dict[str, Any] | None = None,
-        exc: StrataLabError | None = None,
+    ) -> dict[str, Any]:
+        """Await ``call`` and leave a request record, whether it succeeds or not."""
+        out: dict[str, Any] | None = None
+        exc: StrataLabError | None = None
+        try:
+            out = await call
+            return out
+        except StrataLabError as error:
+            exc = error
+            raise
+        finally:
+            self._record_one(principal, model, project_id, request_id, kind, arrived, t0, out, exc)
+
+    def _record_one(  # noqa: PLR0917 - one record's columns, called from one place
+        self,
+        principal: Principal,
+        model: Model,
+        project_id: str | None,
+        request_id: str,
+        kind: str,
+        arrived: float,
+        t0: float,
+        out: dict[str, Any] | None,
+        exc: StrataLabError | None,
     ) -> None:
         self.records.add(
             ts=arrived,
@@ -282,32 +291,22 @@ class InferenceService:
             await self._step(job_id, _S.SCHEDULING, "routed to a worker holding the model")
             await self._step(job_id, _S.PREPARING, "input validated against the model")
             await self._step(job_id, _S.RUNNING, "forward pass", started_at=utcnow())
-            out = await self._call(model, spec.get("input"), spec.get("params") or {}, options)
         except Conflict:
             return  # cancelled meanwhile
-        except StrataLabError as exc:
-            self._record(
+        try:
+            out = await self._recorded(
                 principal,
                 model,
                 project_id=job.project_id,
                 request_id=job_id,
                 kind="async",
+                call=self._call(model, spec.get("input"), spec.get("params") or {}, options),
                 arrived=arrived,
                 t0=t0,
-                exc=exc,
             )
+        except StrataLabError as exc:
             await self._fail(job_id, exc)
             return
-        self._record(
-            principal,
-            model,
-            project_id=job.project_id,
-            request_id=job_id,
-            kind="async",
-            arrived=arrived,
-            t0=t0,
-            out=out,
-        )
         result = {
             "result": out["result"],
             "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3),
