@@ -29,7 +29,7 @@ from stratalab.ids import new_id, utcnow
 from stratalab.kernels.serving.batch import VALID_KEY, run_batch_shard, split_items
 from stratalab.scheduler.batch_inputs import write_inputs
 from stratalab.scheduler.db import BatchShard, Job, Model
-from stratalab.scheduler.inference import InferenceService, raw_adapters
+from stratalab.scheduler.inference import InferenceService, raw_adapters, raw_outputs
 from stratalab.scheduler.keys import Principal
 from stratalab.scheduler.model_schemas import BatchRequest, ProjectCreate
 from stratalab.scheduler.states import TERMINAL, JobState
@@ -224,7 +224,7 @@ class BatchRunner:
         spec = job.spec or {}
         folder = self.root / job.id
         array_mode = spec.get("mode") == "array"
-        post = model.postprocessing not in (None, "passthrough")
+        post = not raw_outputs(model)
         base = {
             "sha256": model.sha256,
             "fmt": model.format,

@@ -51,6 +51,11 @@ def raw_adapters(model: Model) -> bool:
     return model.preprocessing in (None, "passthrough")
 
 
+def raw_outputs(model: Model) -> bool:
+    """True when the model answers with raw tensors (no postprocessing adapter)."""
+    return model.postprocessing in (None, "passthrough")
+
+
 class InferenceService:
     """``POST /inference`` (sync and async) and the async jobs' life."""
 
@@ -159,13 +164,11 @@ class InferenceService:
             inputs=inputs,
             model_id=model.id,
             preprocessing=None if raw_adapters(model) else model.preprocessing,
-            postprocessing=None
-            if model.postprocessing in (None, "passthrough")
-            else model.postprocessing,
+            postprocessing=None if raw_outputs(model) else model.postprocessing,
             params=self.params(model, params),
         )
         result = reply["outputs"]
-        if model.postprocessing in (None, "passthrough"):
+        if raw_outputs(model):
             result = get_postprocessor("passthrough")(result, self.signature(model), {})
         worker = self.router.live().get(str(reply.get("worker", "")))
         reply["result"] = result
