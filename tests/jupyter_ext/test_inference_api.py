@@ -137,13 +137,13 @@ async def test_batch_of_one_tensor_matches_ort_with_progress_and_pages(api, mode
     resp = await api(
         "POST",
         "inference/batch",
-        json_body={"model_id": model["id"], "input": tensor(x), "shard_size": 128},
+        json_body={"model_id": model["id"], "input": tensor(x), "shard_size": 64},
     )
     assert resp.status == 202, resp.text
     accepted = resp.json
     assert accepted["job_id"].startswith("batch_")
     assert accepted["total_tasks"] == 1000
-    assert accepted["total_shards"] == 8
+    assert accepted["total_shards"] == 16
     assert accepted["project_id"].startswith("proj_")  # created for it
     done = await wait_inference(api, accepted["job_id"], params={"offset": 990, "limit": 20})
     assert done["status"] == "completed", done
