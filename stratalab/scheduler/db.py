@@ -79,6 +79,8 @@ class Job(Base):
     project_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     #: the model a job serves or produced (deleting it answers 409 while the job runs).
     model_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    #: live progress of a training job (round, epoch, loss, ...), for ``GET /jobs/{id}``.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class JobEvent(Base):
@@ -243,3 +245,121 @@ class BatchShard(Base):
     #: per-item errors ``[{"index", "code", "message"}]``.
     errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Dataset(Base):
+    """A registered dataset: where it is, what ``inspect`` found, and its shards' places."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (Index("ix_datasets_user_created", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    #: reader format: csv, parquet, npz, webdataset, builtin, stream.
+    format: Mapped[str] = mapped_column(String(16))
+    #: fsspec URL, built-in name, or the artifact path of an uploaded file.
+    source: Mapped[str] = mapped_column(Text)
+    #: reader options (label column, feature columns, array keys, ...).
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: ``DatasetInfo.to_dict()`` of the source, read once at registration.
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    num_rows: Mapped[int] = mapped_column(Integer)
+    num_shards: Mapped[int] = mapped_column(Integer)
+    #: rows held out at the end of the source for validation.
+    validation_rows: Mapped[int] = mapped_column(Integer, default=0)
+    #: sha256 of an uploaded file (None for URLs and built-in data).
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: worker address of each shard, by shard index (as text).
+    placement: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: milliseconds the last full shard assignment took.
+    shard_assignment_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Checkpoint(Base):
+    """A saved training state, content-addressed; ``status`` says whether it verified."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (Index("ix_checkpoints_job_round", "job_id", "round"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(64))
+    round: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    #: seconds the atomic write took, and its rate (``checkpoint_throughput``).
+    write_s: Mapped[float] = mapped_column(Float)
+    mb_per_s: Mapped[float] = mapped_column(Float)
+    #: ok, or corrupt once a read failed verification.
+    status: Mapped[str] = mapped_column(String(16), default="ok")
+    #: why it was written: round, pause, preempt, final.
+    reason: Mapped[str] = mapped_column(String(16), default="round")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrainingMetric(Base):
+    """One metrics point of a training job: global per round, or one worker's per step."""
+
+    __tablename__ = "training_metrics"
+    __table_args__ = (Index("ix_training_metrics_job_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[float] = mapped_column(Float)
+    round: Mapped[int] = mapped_column(Integer)
+    #: global step (round-level points) or the worker's local step.
+    step: Mapped[int] = mapped_column(Integer)
+    #: None for the global (aggregated) point, else the worker's address.
+    worker: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: name -> number (loss, accuracy, val_loss, val_accuracy, samples_per_s, ...).
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Evaluation(Base):
+    """A model state (a job's latest or a checkpoint) measured on benchmarks."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index("ix_evaluations_user_created", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    checkpoint_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: QUEUED, RUNNING, COMPLETED or FAILED.
+    status: Mapped[str] = mapped_column(String(16))
+    benchmarks: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: per benchmark: loss, accuracy, per_class, latency_ms.
+    results: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Reservation(Base):
+    """Capacity held for a user until a job claims it or it expires."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (Index("ix_reservations_status", "status"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: workers held.
+    node_count: Mapped[int] = mapped_column(Integer, default=1)
+    #: active, claimed, expired or cancelled.
+    status: Mapped[str] = mapped_column(String(16))
+    #: the job that used it.
+    claimed_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: worker addresses the reservation holds.
+    workers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
