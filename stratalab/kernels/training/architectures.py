@@ -12,7 +12,10 @@ what the aggregation maths works on.
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -106,6 +109,72 @@ def small_cnn(in_channels: int, num_classes: int, image_size: int) -> nn.Sequent
     )
 
 
+def torchscript(path: str, input_shape: Sequence[int]) -> nn.Module:
+    """Load an uploaded TorchScript model so it can be trained like a built-in one.
+
+    The spec names the file by absolute path (workers may run in any
+    directory) and declares the shape of one sample, which TorchScript does
+    not record. Every call returns a fresh module: rounds and concurrent tasks
+    on one worker must never share weights or optimizer-visible state. The
+    file's bytes are cached by path, inode, size and modification time, so a
+    round does not re-read an unchanged file and a replaced file is picked up.
+
+    Parameters
+    ----------
+    path
+        Absolute path of a ``torch.jit.save`` file, readable on the worker.
+    input_shape
+        Shape of one input sample, without the batch axis (``[64]``,
+        ``[1, 8, 8]``).
+
+    Returns
+    -------
+    torch.nn.Module
+        The scripted module on the CPU, with the weights the file holds (the
+        starting point when a job has no parameters yet).
+
+    Raises
+    ------
+    ValidationFailed
+        If the path is relative or unreadable, the file is not TorchScript,
+        or ``input_shape`` is not a list of positive integers.
+    """
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise ValidationFailed(
+            "a torchscript model spec needs an absolute 'path'", details={"path": path}
+        )
+    if isinstance(input_shape, str | bytes) or not input_shape:
+        raise ValidationFailed(
+            "input_shape must be a non-empty list of positive integers",
+            details={"input_shape": input_shape},
+        )
+    for size in input_shape:
+        _positive("input_shape entry", size)
+    try:
+        stat = os.stat(path)
+        data = _read_model_file(path, (stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    except OSError as exc:
+        raise ValidationFailed(
+            f"cannot read the TorchScript model: {exc.strerror or 'unreadable'}",
+            details={"path": path},
+        ) from None
+    try:
+        module: nn.Module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    except (RuntimeError, ValueError) as exc:
+        raise ValidationFailed(
+            "the file is not a TorchScript model that this torch can load",
+            details={"path": path},
+        ) from exc
+    return module
+
+
+@functools.lru_cache(maxsize=4)
+def _read_model_file(path: str, version: tuple[int, int, int]) -> bytes:
+    """A model file's bytes; ``version`` (inode, size, mtime) keys a changed file anew."""
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
 def _positive(name: str, value: int) -> None:
     """Reject non-positive integer hyper-parameters with a clear message."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -113,7 +182,11 @@ def _positive(name: str, value: int) -> None:
 
 
 #: Builders by the ``architecture`` name a model spec uses.
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mlp": mlp, "small_cnn": small_cnn}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "mlp": mlp,
+    "small_cnn": small_cnn,
+    "torchscript": torchscript,
+}
 
 
 def build_model(spec: Mapping[str, Any]) -> nn.Module:
@@ -123,7 +196,7 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
     ----------
     spec
         ``{"architecture": name, **arguments}``; the arguments are those of
-        the builder (:func:`mlp` or :func:`small_cnn`).
+        the builder (:func:`mlp`, :func:`small_cnn` or :func:`torchscript`).
 
     Returns
     -------
@@ -150,6 +223,8 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
 
 def input_shape(spec: Mapping[str, Any]) -> tuple[int, ...]:
     """Shape of one input sample the spec's network expects (without the batch axis)."""
+    if spec.get("architecture") == "torchscript":
+        return tuple(int(size) for size in spec["input_shape"])
     if spec.get("architecture") == "small_cnn":
         size = int(spec["image_size"])
         return (int(spec["in_channels"]), size, size)

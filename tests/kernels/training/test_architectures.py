@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from stratalab.errors import ValidationFailed
 from stratalab.kernels.training.architectures import (
@@ -102,3 +105,71 @@ def test_prepare_inputs_reshapes_flat_rows_for_a_cnn() -> None:
     assert input_shape(spec) == (1, 8, 8)
     assert tensor.shape == (2, 1, 8, 8) and tensor.dtype == torch.float32
     assert float(tensor[1, 0, 0, 1]) == 65.0
+
+
+def scripted_net(tmp_path: Path) -> dict:
+    """Save a small scripted network as a user would upload it; return its spec."""
+    torch.manual_seed(0)
+    net = torch.jit.script(nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 10)))
+    path = tmp_path / "net.pt"
+    torch.jit.save(net, str(path))
+    return {"architecture": "torchscript", "path": str(path), "input_shape": [64]}
+
+
+def test_torchscript_builds_fresh_modules_from_the_file(tmp_path: Path) -> None:
+    # Prepare
+    spec = scripted_net(tmp_path)
+
+    # Execute
+    first, second = build_model(spec), build_model(spec)
+    set_params(first, [np.zeros_like(p) for p in get_params(first)])
+
+    # Assert: the file's weights, no state shared between builds, flat rows accepted
+    assert input_shape(spec) == (64,)
+    assert first is not second
+    assert all(not np.any(p) for p in get_params(first))
+    assert any(np.any(p) for p in get_params(second))
+    assert second(prepare_inputs(spec, np.ones((3, 64)))).shape == (3, 10)
+
+
+def test_torchscript_picks_up_a_replaced_file(tmp_path: Path) -> None:
+    # Prepare
+    spec = scripted_net(tmp_path)
+    build_model(spec)  # cache the first version
+    wider = torch.jit.script(nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)))
+    torch.jit.save(wider, spec["path"])
+
+    # Execute
+    model = build_model(spec)
+
+    # Assert
+    assert get_params(model)[0].shape == (16, 64)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"path": "relative/net.pt"}, "absolute"),
+        ({"path": "/nonexistent/stratalab/net.pt"}, "cannot read"),
+        ({"input_shape": []}, "input_shape"),
+        ({"input_shape": [0]}, "positive"),
+        ({"input_shape": [64], "extra": 1}, "invalid arguments"),
+    ],
+)
+def test_torchscript_rejects_bad_specs(tmp_path: Path, fields: dict, message: str) -> None:
+    # Prepare
+    spec = {**scripted_net(tmp_path), **fields}
+
+    # Execute / Assert
+    with pytest.raises(ValidationFailed, match=message):
+        build_model(spec)
+
+
+def test_torchscript_rejects_a_file_that_is_not_torchscript(tmp_path: Path) -> None:
+    # Prepare
+    path = tmp_path / "not_a_model.pt"
+    path.write_bytes(b"\x00not a model" * 10)
+
+    # Execute / Assert
+    with pytest.raises(ValidationFailed, match="not a TorchScript model"):
+        build_model({"architecture": "torchscript", "path": str(path), "input_shape": [4]})
