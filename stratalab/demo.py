@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from stratalab.demo_inference import run_inference_demo
+from stratalab.demo_training import run_training_demo
 from stratalab.launcher import start_server
 from stratalab.notebook.client import Client
 
@@ -226,6 +227,7 @@ def run_demo(data_dir: Path | None = None, *, workers: int = 2) -> int:
         if gpu_job["status"] != "QUEUED" and not any(w["gpus"] for w in client.workers()):
             problems.append("the GPU job left the queue on a cluster without GPUs")
         problems += run_inference_demo(client, _banner, _table)
+        problems += run_training_demo(client, _banner, _table)
         client.close()
     finally:
         code = server.stop()

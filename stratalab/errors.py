@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
+
 
 class StrataLabError(Exception):
     """Base class: an error that is safe to show to the caller."""
@@ -155,3 +157,16 @@ STATUS_CODES: dict[int, str] = {
     503: "SERVICE_UNAVAILABLE",
     504: "SERVICE_UNAVAILABLE",
 }
+
+
+def validation_details(exc: ValidationError) -> dict[str, Any]:
+    """Field errors of a pydantic failure, without echoing large inputs back."""
+    errors = [
+        {
+            "field": ".".join(str(p) for p in e["loc"]) or "(body)",
+            "message": e["msg"],
+            "type": e["type"],
+        }
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+    return {"errors": errors}

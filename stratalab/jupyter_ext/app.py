@@ -23,7 +23,19 @@ from traitlets import Bool, Float, Int, Unicode, default
 
 import stratalab
 from stratalab.files import write_private
-from stratalab.jupyter_ext import inference, jobs, keys, models, projects, system, workers
+from stratalab.jupyter_ext import (
+    dashboard,
+    datasets,
+    inference,
+    jobs,
+    keys,
+    metrics,
+    models,
+    projects,
+    system,
+    training,
+    workers,
+)
 from stratalab.jupyter_ext.base import API_PREFIX, NotFoundHandler
 from stratalab.scheduler.bootstrap import ensure_admin_key
 from stratalab.scheduler.config import CoordinatorConfig
@@ -152,7 +164,19 @@ class StrataLab(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         """Register every route under ``/stratalab/api/v1``."""
-        for module in (system, keys, jobs, workers, models, inference, projects):
+        for module in (
+            system,
+            keys,
+            jobs,
+            training,
+            dashboard,
+            metrics,  # before workers: /workers/{id} would also match /workers/stats
+            workers,
+            datasets,
+            models,
+            inference,
+            projects,
+        ):
             self.handlers.extend(module.routes(API_PREFIX))
         self.handlers.append((rf"{API_PREFIX}(/.*)?", NotFoundHandler))
 

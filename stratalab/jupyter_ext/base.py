@@ -29,6 +29,7 @@ from stratalab.errors import (
     RateLimited,
     StrataLabError,
     ValidationFailed,
+    validation_details,
 )
 from stratalab.scheduler.coordinator import Coordinator
 from stratalab.scheduler.keys import Principal
@@ -42,19 +43,6 @@ MAX_OFFSET = 10_000_000
 #: deepest JSON nesting a body may have.
 MAX_JSON_DEPTH = 64
 _METHODS = ("get", "post", "put", "patch", "delete")
-
-
-def validation_details(exc: ValidationError) -> dict[str, Any]:
-    """Field errors of a pydantic failure, without echoing large inputs back."""
-    errors = [
-        {
-            "field": ".".join(str(p) for p in e["loc"]) or "(body)",
-            "message": e["msg"],
-            "type": e["type"],
-        }
-        for e in exc.errors(include_url=False, include_input=False)
-    ]
-    return {"errors": errors}
 
 
 def encode_page_token(offset: int) -> str:
@@ -237,6 +225,33 @@ class ApiHandler(APIHandler):
             raise BadRequest(f"{name} must be between {lo} and {hi}", details={"field": name})
         return value
 
+    def query_float(self, name: str, default: float, *, lo: float, hi: float) -> float:
+        """A finite number query parameter within ``[lo, hi]``."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise BadRequest(f"{name} must be a number", details={"field": name}) from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise BadRequest(f"{name} must be between {lo:g} and {hi:g}", details={"field": name})
+        return value
+
+    def query_list(self, name: str, allowed: tuple[str, ...]) -> list[str] | None:
+        """A comma-separated choice of ``allowed`` values (None when absent)."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return None
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        bad = sorted(set(values) - set(allowed))
+        if bad or not values:
+            raise BadRequest(
+                f"{name} must be a comma-separated list of {', '.join(allowed)}",
+                details={"field": name, "allowed": list(allowed)},
+            )
+        return values
+
     def query_bool(self, name: str, default: bool) -> bool:
         """A boolean query parameter (true/false/1/0)."""
         raw = self.get_query_argument(name, None)
@@ -305,6 +320,22 @@ class ApiHandler(APIHandler):
         if details:
             body["details"] = details
         self.finish(json.dumps({"error": body}, default=str))
+
+    #: long-lived streams set this: counted, but kept out of the latency figures.
+    streaming = False
+
+    def on_finish(self) -> None:
+        """Count the request (``coordinator_rps``, Prometheus request counters)."""
+        coordinator = self.settings.get("stratalab.coordinator")
+        if coordinator is not None:
+            coordinator.observability.requests.observe(
+                type(self).__name__,
+                self.request.method or "GET",
+                self.get_status(),
+                self.request.request_time(),
+                streaming=self.streaming,
+            )
+        super().on_finish()
 
     def allowed_methods(self) -> list[str]:
         """The HTTP methods this route implements (for ``Allow`` on a 405)."""

@@ -11,6 +11,7 @@ from stratalab.jupyter_ext.base import ApiHandler
 from stratalab.jupyter_ext.sse import KEEPALIVE_S, SSEHandler
 from stratalab.scheduler.schemas import CancelRequest, JobSubmit, PriorityUpdate, RetryRequest
 from stratalab.scheduler.states import TERMINAL, JobState
+from stratalab.scheduler.training_schemas import TrainingSubmit
 from stratalab.scheduler.views import level_number, log_out, timeline_entry
 
 _ORDER_BY = {
@@ -55,8 +56,12 @@ class JobsHandler(ApiHandler):
 
     async def post(self) -> None:
         """Submit a job; it is committed before the 201."""
-        req = self.body(JobSubmit)
-        out = await self.coordinator.submit(self.principal(), req)
+        data = self.json_body()
+        if isinstance(data, dict) and data.get("type") == "training":
+            training = self.body(TrainingSubmit)
+            out = await self.coordinator.training.submit(self.principal(), training)
+        else:
+            out = await self.coordinator.submit(self.principal(), self.body(JobSubmit))
         self.reply(out, 201, location=f"{self.request.path}/{out['job_id']}")
 
 
@@ -103,25 +108,32 @@ class JobEventsHandler(SSEHandler):
     async def get(self, job_id: str) -> None:
         """Stream state changes until the job ends or the client leaves."""
         c, p = self.coordinator, self.principal()
-        job = await c.owned_job(p, job_id)
+        # subscribe first, then read: a transition between the two is in the
+        # queue (and skipped by id if the read saw it too), never lost
         with c.bus.subscribe(["jobs"], accept=lambda e: e.data.get("job_id") == job_id) as sub:
+            job = await c.owned_job(p, job_id)
+            timeline = await c.db(c.store.job_events, job_id)
             self.start_stream()
             last = 0
-            for ev in await c.db(c.store.job_events, job_id):
+            for ev in timeline:
                 last = ev.id
                 await self.send("state", timeline_entry(ev), ev.id)
-            status = job.state
+            status = timeline[-1].to_state if timeline else job.state
             while not self.closed and JobState(status) not in TERMINAL:
                 event = await sub.get(timeout=KEEPALIVE_S)
+                if sub.take_lagged():  # events were dropped: catch up from the store
+                    for ev in await c.db(c.store.job_events, job_id, after_id=last):
+                        last, status = ev.id, ev.to_state
+                        await self.send("state", timeline_entry(ev), ev.id)
                 if event is None:
                     await self.keepalive()
                     continue
                 entry = event.data.get("event")
-                status = event.data.get("status", status)
                 if entry is None:
+                    status = event.data.get("status", status)
                     await self.send("update", event.data)
                 elif entry["id"] > last:
-                    last = entry["id"]
+                    last, status = entry["id"], entry["to_state"]
                     await self.send("state", entry, entry["id"])
         self.finish()
 
@@ -140,25 +152,29 @@ class JobLogsHandler(SSEHandler):
             raise BadRequest(
                 "level must be DEBUG, INFO, WARNING or ERROR", details={"field": "level"}
             )
-        job = await c.owned_job(p, job_id)
 
         def wanted(e: object) -> bool:
             data = getattr(e, "data", {})
             return bool(data.get("job_id") == job_id and data.get("level", 20) >= min_level)
 
+        # subscribe first, then read the job and its stored lines: a line or the
+        # final state change published in between is queued, and de-duplicated
         with c.bus.subscribe(["logs", "jobs"], accept=wanted, maxsize=10_000) as sub:
+            job = await c.owned_job(p, job_id)
             await c.runner.logs.flush()
             rows = await c.db(c.store.job_logs, job_id, min_level=min_level, tail=tail)
             if "application/json" in self.request.headers.get("Accept", "") and not follow:
                 self.reply({"items": [log_out(r) for r in rows], "status": job.state})
                 return
             self.start_stream()
-            seen = {(r.attempt, r.stream, r.seq) for r in rows if r.stream != "system"}
+            seen = {_line_key(r) for r in rows}
             for r in rows:
                 await self.send("log", log_out(r), r.id)
             status = job.state
             while follow and not self.closed and JobState(status) not in TERMINAL:
                 event = await sub.get(timeout=KEEPALIVE_S)
+                if lagged := sub.take_lagged():
+                    await self.send("lagged", {"dropped": lagged})
                 if event is None:
                     await self.keepalive()
                     continue
@@ -166,19 +182,34 @@ class JobLogsHandler(SSEHandler):
                     status = event.data.get("status", status)
                     continue
                 d = event.data
-                ident = (d["attempt"], d["stream"], d["seq"])
-                if d["stream"] != "system" and ident in seen:
+                if _line_key(d) in seen:
                     continue
                 await self.send("log", log_out(d))
             # lines that raced with the final state change
             deadline = time.monotonic() + 0.5
             while follow and not self.closed and time.monotonic() < deadline:
                 event = await sub.get(timeout=0.1)
-                if event is not None and event.topic == "logs":
+                if (
+                    event is not None
+                    and event.topic == "logs"
+                    and _line_key(event.data) not in seen
+                ):
                     await self.send("log", log_out(event.data))
             if follow:
                 await self.send("end", {"status": status})
         self.finish()
+
+
+def _line_key(row: object) -> tuple[object, ...]:
+    """What identifies a log line, stored (a row) or live (an event's dict).
+
+    Output lines carry a sequence number per attempt and stream; coordinator
+    notes ("system") all have seq 0, so their time and text tell them apart.
+    """
+    get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k, None))
+    if get("stream") == "system":
+        return (get("attempt"), "system", get("ts"), get("message"))
+    return (get("attempt"), get("stream"), get("seq"))
 
 
 def routes(prefix: str) -> list[tuple[str, type[web.RequestHandler]]]:

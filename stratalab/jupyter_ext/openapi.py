@@ -14,7 +14,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import stratalab
+from stratalab.jupyter_ext.openapi_training import TRAINING_OPERATIONS
+from stratalab.scheduler import dataset_schemas as d
 from stratalab.scheduler import model_schemas as m
+from stratalab.scheduler import observability_schemas as o
 from stratalab.scheduler import schemas as s
 
 _JOB = "/jobs/{job_id}"
@@ -22,6 +25,7 @@ _WORKER = "/workers/{worker_id}"
 _MODEL = "/models/{model_id}"
 _INFER = "/inference/{job_id}"
 _PROJECT = "/projects/{project_id}"
+_DATASET = "/datasets/{dataset_id}"
 
 #: (method, path, summary, request model, response model, success status, public)
 OPERATIONS: list[
@@ -67,6 +71,110 @@ OPERATIONS: list[
     ("post", f"{_WORKER}/drain", "Drain a worker (admin)", s.DrainRequest, s.WorkerOut, 200, False),
     ("post", f"{_WORKER}/enable", "Enable a worker (admin)", None, s.WorkerOut, 200, False),
     ("get", "/cluster", "Capacity and allocation", None, None, 200, False),
+    (
+        "get",
+        "/workers/stats",
+        "Worker counts, capacity, use, task queues",
+        None,
+        o.WorkersStatsOut,
+        200,
+        False,
+    ),
+    (
+        "get",
+        f"{_WORKER}/logs",
+        "The worker's own log, pulled from Dask (lines, level; admin)",
+        None,
+        o.WorkerLogsOut,
+        200,
+        False,
+    ),
+    (
+        "get",
+        "/dashboard",
+        "Coordinator, workers, datasets, checkpoints, barriers, metrics, jobs, logs at once",
+        None,
+        o.DashboardOut,
+        200,
+        False,
+    ),
+    (
+        "get",
+        "/dashboard/stream",
+        "SSE: snapshot every interval s (default 2), jobs/workers events live, lagged",
+        None,
+        o.DashboardOut,
+        200,
+        False,
+    ),
+    (
+        "get",
+        "/dashboard/throughput",
+        "Inference requests per bucket (bucket_size s, window s, project_id)",
+        None,
+        o.ThroughputOut,
+        200,
+        False,
+    ),
+    (
+        "get",
+        "/metrics",
+        "Checkpoint MB/s, coordinator requests/s, workers, barrier p99 ms, shard assignment ms",
+        None,
+        o.MetricsOut,
+        200,
+        False,
+    ),
+    (
+        "get",
+        "/metrics/live",
+        "Per-service CPU, memory, queues (services, metrics, interval; SSE if asked)",
+        None,
+        o.LiveMetricsOut,
+        200,
+        False,
+    ),
+    ("get", "/metrics/prometheus", "Prometheus text exposition", None, None, 200, False),
+    ("get", "/logs", "Newest log entries (limit, level, job_id)", None, o.LogsOut, 200, False),
+    (
+        "post",
+        "/datasets",
+        "Register a dataset from a source (JSON) or an upload (multipart: file field 'file')",
+        d.DatasetCreate,
+        d.DatasetOut,
+        201,
+        False,
+    ),
+    ("get", "/datasets", "List datasets (name, format)", None, s.Page[d.DatasetOut], 200, False),
+    ("get", _DATASET, "One dataset", None, d.DatasetOut, 200, False),
+    ("delete", _DATASET, "Delete a dataset (409 while a job uses it)", None, None, 204, False),
+    (
+        "get",
+        f"{_DATASET}/shards",
+        "Shards: rows and the worker each is placed on",
+        None,
+        s.Page[d.ShardOut],
+        200,
+        False,
+    ),
+    (
+        "post",
+        "/data/validate",
+        "Run the registration checks without storing (JSON or multipart)",
+        d.DatasetCreate,
+        d.DatasetValidationOut,
+        200,
+        False,
+    ),
+    (
+        "get",
+        "/data/cache",
+        "Shards in the workers' caches (node_id)",
+        None,
+        d.DataCacheOut,
+        200,
+        False,
+    ),
     (
         "post",
         "/models",
@@ -139,11 +247,20 @@ OPERATIONS: list[
         False,
     ),
 ]
+OPERATIONS += TRAINING_OPERATIONS
 
 #: POST bodies that may not be left out.
-_REQUIRED_BODIES = {s.JobSubmit, m.InferenceRequest, m.BatchRequest, m.ProjectCreate}
+_REQUIRED_BODIES = {
+    s.JobSubmit,
+    m.InferenceRequest,
+    m.BatchRequest,
+    m.ProjectCreate,
+    d.DatasetCreate,
+}
 #: request models sent as multipart/form-data with a file field.
 _MULTIPART = {m.ModelUploadFields: "model"}
+#: request models sent as JSON, or as multipart/form-data with an optional file field.
+_JSON_OR_MULTIPART = {d.DatasetCreate: "file"}
 
 _ERRORS = {
     "400": "Bad request",
@@ -173,6 +290,17 @@ def _ref(model: type[BaseModel]) -> dict[str, Any]:
     return dict(_schemas()[1][model])
 
 
+def _form(req: type[BaseModel], file_field: str, *, required: bool) -> dict[str, Any]:
+    """A multipart/form-data body: the model's fields as form fields, plus the file."""
+    part: dict[str, Any] = {
+        "type": "object",
+        "properties": {file_field: {"type": "string", "format": "binary"}},
+    }
+    if required:
+        part["required"] = [file_field]
+    return {"schema": {"allOf": [_ref(req), part]}}
+
+
 def openapi_document(base_url: str = "/") -> dict[str, Any]:
     """The OpenAPI 3.1 document for the routes under ``base_url``."""
     paths: dict[str, Any] = {}
@@ -186,31 +314,19 @@ def openapi_document(base_url: str = "/") -> dict[str, Any]:
         for code, text in _ERRORS.items():
             op["responses"][code] = {"description": text, "content": error}
         if req is not None and req in _MULTIPART:
-            file_field = _MULTIPART[req]
             op["requestBody"] = {
                 "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "allOf": [
-                                _ref(req),
-                                {
-                                    "type": "object",
-                                    "required": [file_field],
-                                    "properties": {
-                                        file_field: {"type": "string", "format": "binary"}
-                                    },
-                                },
-                            ]
-                        }
-                    }
-                },
+                "content": {"multipart/form-data": _form(req, _MULTIPART[req], required=True)},
             }
         elif req is not None:
             op["requestBody"] = {
                 "required": method != "post" or req in _REQUIRED_BODIES,
                 "content": {"application/json": {"schema": _ref(req)}},
             }
+            if req in _JSON_OR_MULTIPART:
+                op["requestBody"]["content"]["multipart/form-data"] = _form(
+                    req, _JSON_OR_MULTIPART[req], required=False
+                )
         if public:
             op["security"] = []
         params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]

@@ -23,6 +23,7 @@ from stratalab.notebook.jobs import AsyncJobs, Jobs
 from stratalab.notebook.keys import AsyncKeys, Keys
 from stratalab.notebook.models import AsyncModels, Models
 from stratalab.notebook.projects import AsyncProjects, Projects
+from stratalab.notebook.training import AsyncTraining, Training
 from stratalab.notebook.transport import (
     AsyncTransport,
     Connection,
@@ -109,6 +110,8 @@ class Client:
         self.projects = Projects(self)
         #: datasets and their shards.
         self.datasets = Datasets(self)
+        #: training jobs: start (a built-in net, a model id or a torch module), pause, resume.
+        self.training = Training(self)
 
     @classmethod
     def from_connection(cls, conn: Connection) -> Client:
@@ -235,6 +238,7 @@ class AsyncClient:
         self.inference = AsyncInference(self)
         self.projects = AsyncProjects(self)
         self.datasets = AsyncDatasets(self)
+        self.training = AsyncTraining(self)
 
     @classmethod
     def from_connection(cls, conn: Connection) -> AsyncClient:

@@ -1,4 +1,4 @@
-"""Content-addressed artifact files (decision 5): model files now, checkpoints later.
+"""Content-addressed artifact files (decision 5): models, dataset uploads, checkpoints.
 
 An upload streams into a private temp file in the store's own directory while
 it is hashed, so a 500 MB model never sits in memory and the final rename is
@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from stratalab.errors import PayloadTooLarge
@@ -81,7 +82,7 @@ class ArtifactStore:
     def clean_tmp(self) -> int:
         """Delete temp files left by uploads a crash interrupted; returns how many."""
         removed = 0
-        for leftover in self.tmp_dir.glob("upload-*"):
+        for leftover in [*self.tmp_dir.glob("upload-*"), *self.tmp_dir.glob("put-*")]:
             leftover.unlink(missing_ok=True)
             removed += 1
         return removed
@@ -105,6 +106,37 @@ class ArtifactStore:
             os.chmod(pending.path, 0o644)
             os.replace(pending.path, target)
             _fsync_dir(target.parent)
+        return digest
+
+    def put(self, data: bytes) -> str:
+        """Store bytes the coordinator made (a checkpoint, an export); returns the sha256.
+
+        Written like an upload: temp file, fsync, rename, then the directory
+        entry fsynced, so a crash leaves the old state or the new, never half.
+        The digest is computed in a second thread while the bytes are written
+        (hashlib releases the GIL), so naming by content costs no extra pass.
+        """
+        fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="put-")
+        tmp = Path(name)
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="stratalab-sha256") as pool:
+                digest_of = pool.submit(lambda: hashlib.sha256(data).hexdigest())
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                digest = digest_of.result()
+            os.chmod(tmp, 0o644)
+            target = self.path(digest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                tmp.unlink()
+            else:
+                os.replace(tmp, target)
+                _fsync_dir(target.parent)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return digest
 
     def path(self, sha256: str) -> Path:

@@ -14,24 +14,29 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
 from stratalab.errors import CannotCancel, Conflict, Forbidden, NotFound, ServiceUnavailable
 from stratalab.ids import as_utc, new_id, utcnow
+from stratalab.scheduler.checkpoints import CheckpointStore
 from stratalab.scheduler.cluster import DaskCluster
 from stratalab.scheduler.config import RUNTIME_TUNABLE, CoordinatorConfig
+from stratalab.scheduler.datasets import DatasetService
 from stratalab.scheduler.db import Job, JobEvent
 from stratalab.scheduler.events import EventBus
 from stratalab.scheduler.inventory import Inventory
 from stratalab.scheduler.keys import KeyManager, Principal
+from stratalab.scheduler.observability import Observability
+from stratalab.scheduler.queue_stats import queue_stats
 from stratalab.scheduler.ratelimit import RateLimiter
 from stratalab.scheduler.runner import JobRunner
 from stratalab.scheduler.schemas import JobSubmit, RetryRequest
 from stratalab.scheduler.serving_api import SERVING_TYPES, ServingApi
 from stratalab.scheduler.states import ACTIVE, TERMINAL, WAITING, JobState
 from stratalab.scheduler.store import Store, sqlite_url
+from stratalab.scheduler.training import TRAINING_TYPE, TrainingService
+from stratalab.scheduler.training_api import TrainingApi
 from stratalab.scheduler.views import job_out
 
 logger = logging.getLogger(__name__)
@@ -76,8 +81,44 @@ class Coordinator:
         self.serving = ServingApi(
             config=config, store=self.store, runner=self.runner, db=self.db, accept=self._commit
         )
+        #: datasets, their shards' placement on workers, and the workers' shard caches.
+        self.datasets = DatasetService(
+            config=config,
+            store=self.store,
+            artifacts=self.serving.artifacts,
+            db=self.db,
+            workers=lambda: self.runner.workers,
+        )
+        #: training jobs: their queue, worker shares, rounds, checkpoints and metrics.
+        self.training = TrainingService(
+            config=config,
+            store=self.store,
+            bus=self.bus,
+            db=self.db,
+            runner=self.runner,
+            registry=self.serving.registry,
+            checkpoints=CheckpointStore(self.store, self.serving.artifacts),
+            datasets=self.datasets,
+            accept=self._commit,
+        )
+        #: the actions of the training, checkpoint, evaluation and reservation routes.
+        self.train = TrainingApi(self.training, self.owned_job, self.get_job)
         #: wall-clock time of start (for uptime).
         self.started_at = time.time()
+        #: dashboard, metrics, logs and live figures (read side; counts API requests).
+        self.observability = Observability(
+            store=self.store,
+            db=self.db,
+            bus=self.bus,
+            runner=self.runner,
+            inventory=self.inventory,
+            cluster=self.cluster,
+            records=self.serving.records,
+            projects=self.serving.projects,
+            executor=self._executor,
+            started_at=self.started_at,
+            ready=lambda: self.ready,
+        )
         self._ready = asyncio.Event()
         self._start_error: BaseException | None = None
         self._start_task: asyncio.Task[None] | None = None
@@ -106,14 +147,18 @@ class Coordinator:
             settings = await self.db(self.store.settings)
             self.apply_settings(settings)
             self.runner.drained = set(await self.db(self.store.worker_flags))
-            leftovers, serving_jobs = await self._reconcile()
+            leftovers, serving_jobs, training_jobs = await self._reconcile()
             client = await self.cluster.start()
+            self.datasets.client = client
             self.runner.start(client)
             await self._refresh_workers()
             await self.serving.start(client, serving_jobs)
+            await self.training.start(client, training_jobs)
+            await self.train.start(client)
             if not self.cluster.embedded:
                 await self.runner.kill_everywhere(leftovers)
             self._monitor = asyncio.ensure_future(self._monitor_loop())
+            self.observability.start()
         except BaseException as exc:
             self._start_error = exc
             logger.exception("StrataLab coordinator failed to start")
@@ -141,6 +186,7 @@ class Coordinator:
 
     async def stop(self) -> None:
         """Stop loops, flush logs, close Dask (embedded) and the database."""
+        await self.observability.stop()
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,24 +195,30 @@ class Coordinator:
             self._start_task.cancel()
             with contextlib.suppress(BaseException):
                 await self._start_task
+        await self.train.stop()
+        await self.training.stop()
         await self.serving.stop()
         await self.runner.stop()
         await self.cluster.close()
         self._executor.shutdown(wait=True)
         self.store.close()
 
-    async def _reconcile(self) -> tuple[list[str], list[Job]]:
+    async def _reconcile(self) -> tuple[list[str], list[Job], list[Job]]:
         """Rebuild the queue from the store; re-queue or fail jobs cut off by a stop.
 
         Returns the ids of tasks that may have left processes behind, and the
-        unfinished inference jobs (resumed once the cluster is up).
+        unfinished inference and training jobs (resumed once the cluster is up).
         """
         leftovers: list[str] = []
         serving: list[Job] = []
+        training: list[Job] = []
         jobs = await self.db(self.store.jobs_in_states, ACTIVE | WAITING)
         for stored in sorted(jobs, key=lambda j: (as_utc(j.queued_at or j.created_at), j.id)):
             if stored.type in SERVING_TYPES:
                 serving.append(stored)
+                continue
+            if stored.type == TRAINING_TYPE:
+                training.append(stored)
                 continue
             state = JobState(stored.state)
             if state in ACTIVE:
@@ -184,7 +236,7 @@ class Coordinator:
             self.runner.enqueue(job)
         if jobs:
             logger.info("reconciled %d jobs from the store", len(jobs))
-        return leftovers, serving
+        return leftovers, serving, training
 
     async def _refresh_workers(self) -> None:
         workers = await self.cluster.workers()
@@ -196,6 +248,8 @@ class Coordinator:
             )
             await self.runner.workers_changed(workers)
             self.serving.workers_changed(workers)
+            self.training.workers_changed()
+            await self.datasets.workers_changed(workers)
         else:
             self.runner.workers = workers
 
@@ -265,7 +319,7 @@ class Coordinator:
             "job_id": job.id,
             "status": job.state,
             "message": "job accepted and queued",
-            "estimated_wait_seconds": self.estimated_wait(),
+            "estimated_wait_seconds": self.runner.estimated_wait(),
             "job": self.view(job),
         }
 
@@ -289,22 +343,15 @@ class Coordinator:
             "jobs", {"job_id": job.id, "user_id": job.user_id, "status": job.state, "event": None}
         )
 
-    def estimated_wait(self) -> float | None:
-        """Queue depth times the mean recent run time, over the worker slots."""
-        runtimes = self.runner.recent_runtimes
-        if not runtimes:
-            return None
-        slots = sum(w.nthreads for w in self.runner.workers.values()) or 1
-        return round(len(self.runner.queue) * (sum(runtimes) / len(runtimes)) / slots, 3)
-
     def view(self, job: Job, timeline: list[JobEvent] | None = None) -> dict[str, Any]:
         """A job with the live fields (aged priority, why pending, worker id)."""
         worker = self.runner.workers.get(job.worker or "")
         queued = job.state == _S.QUEUED.value
+        pending = self.runner.why_pending.get(job.id) or self.training.why_pending.get(job.id)
         return job_out(
             job,
             priority_aged=self.runner.priority_aged.get(job.id) if queued else None,
-            why_pending=self.runner.why_pending.get(job.id) if queued else None,
+            why_pending=pending if queued else None,
             worker_id=worker.id if worker else None,
             timeline=timeline,
         )
@@ -361,6 +408,9 @@ class Coordinator:
             await self.serving.cancel_job(job, reason)
             return
         state = JobState(job.state)
+        if job.type == TRAINING_TYPE and state not in TERMINAL:
+            await self.training.cancel(job, reason)
+            return
         if state in TERMINAL:
             raise CannotCancel(
                 f"job {job.id} already ended ({state.value})", details={"status": state.value}
@@ -412,6 +462,8 @@ class Coordinator:
             parent_job_id=parent.id,
             project_id=parent.project_id,
         )
+        if parent.type == TRAINING_TYPE:
+            return await self.training.retry(parent, child, req.new_resource_config)
         return await self._accept(child, now)
 
     async def set_priority(
@@ -438,36 +490,4 @@ class Coordinator:
     # ----------------------------------------------------------------- queue
     async def queue_stats(self, principal: Principal) -> dict[str, Any]:
         """Depth by priority, running work, waits, and the last day's outcomes."""
-        owner = principal.owner_filter()
-        counts = await self.db(self.store.state_counts, user_id=owner)
-        ended = await self.db(self.store.ended_since, utcnow() - timedelta(hours=24))
-        now = time.time()
-        queued = [q for q in self.runner.queue.values() if owner is None or q.user_id == owner]
-        by_priority: dict[str, int] = {}
-        for q in queued:
-            by_priority[str(q.priority)] = by_priority.get(str(q.priority), 0) + 1
-        rows, _ = await self.db(
-            self.store.list_jobs,
-            user_id=owner,
-            states=[_S.QUEUED.value],
-            order_by="created_at",
-            offset=0,
-            limit=1000,
-        )
-        jobs = sorted(
-            (self.view(j) for j in rows),
-            key=lambda j: (-(j["priority_aged"] or j["priority"]), j["queued_at"]),
-        )
-        return {
-            "depth": counts.get(_S.QUEUED.value, 0) + counts.get(_S.PENDING.value, 0),
-            "running": sum(counts.get(s.value, 0) for s in ACTIVE),
-            "by_priority": by_priority,
-            "by_state": counts,
-            "oldest_wait_seconds": round(now - min(q.queued_at for q in queued), 3)
-            if queued
-            else None,
-            "estimated_wait_seconds": self.estimated_wait(),
-            "completed_24h": ended.get(_S.COMPLETED.value, 0),
-            "failed_24h": ended.get(_S.FAILED.value, 0),
-            "jobs": jobs,
-        }
+        return await queue_stats(self, principal)

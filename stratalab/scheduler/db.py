@@ -47,6 +47,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_state", "state"),
+        Index("ix_jobs_created_at", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -284,7 +285,10 @@ class Checkpoint(Base):
     """A saved training state, content-addressed; ``status`` says whether it verified."""
 
     __tablename__ = "checkpoints"
-    __table_args__ = (Index("ix_checkpoints_job_round", "job_id", "round"),)
+    __table_args__ = (
+        Index("ix_checkpoints_job_round", "job_id", "round"),
+        Index("ix_checkpoints_created_at", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     job_id: Mapped[str] = mapped_column(String(32))

@@ -17,8 +17,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-#: Topics the coordinator publishes.
-TOPICS = frozenset({"jobs", "logs", "workers", "metrics", "alerts"})
+#: Topics the coordinator publishes ("dashboard" carries periodic dashboard snapshots).
+TOPICS = frozenset({"jobs", "logs", "workers", "metrics", "alerts", "dashboard"})
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,11 @@ class Subscription:
         self.topics = topics
         self._accept = accept
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        #: most events this consumer may have waiting.
+        self.maxsize = maxsize
         #: events dropped because this consumer was too slow.
         self.dropped = 0
+        self._reported = 0
 
     def offer(self, event: Event) -> None:
         """Queue ``event`` if it matches, dropping the oldest when full."""
@@ -55,7 +58,22 @@ class Subscription:
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1
+            self._bus.dropped += 1
         self._queue.put_nowait(event)
+
+    @property
+    def pending(self) -> int:
+        """Events waiting for this consumer (never more than :attr:`maxsize`)."""
+        return self._queue.qsize()
+
+    def take_lagged(self) -> int:
+        """Events dropped since the last call: non-zero means the consumer lagged.
+
+        A stream tells its client (a ``lagged`` event) or re-reads the state
+        it missed from the store.
+        """
+        lagged, self._reported = self.dropped - self._reported, self.dropped
+        return lagged
 
     async def get(self, timeout: float | None = None) -> Event | None:
         """The next event, or None when ``timeout`` seconds pass first."""
@@ -84,6 +102,8 @@ class EventBus:
         self.default_maxsize = default_maxsize
         #: events published since start, by topic.
         self.published: dict[str, int] = dict.fromkeys(TOPICS, 0)
+        #: events dropped for slow consumers since start (all subscriptions).
+        self.dropped = 0
 
     def publish(self, topic: str, data: dict[str, Any]) -> Event:
         """Deliver an event to every matching subscriber without waiting."""

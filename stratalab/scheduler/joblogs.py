@@ -49,6 +49,8 @@ class LogSink:
         #: log lines dropped because the database refused them for too long.
         self.dropped = 0
         self._rows: list[dict[str, Any]] = []
+        #: one flush at a time, so a reader's flush returns only once earlier lines are stored.
+        self._flushing = asyncio.Lock()
 
     def add(self, row: dict[str, Any]) -> None:
         """Publish a line now and keep it for the next flush."""
@@ -85,18 +87,24 @@ class LogSink:
             }
         )
 
+    @property
+    def backlog(self) -> int:
+        """Lines waiting for the next flush."""
+        return len(self._rows)
+
     async def flush(self) -> None:
         """Write buffered lines in one transaction; keep them (bounded) on refusal."""
-        rows, self._rows = self._rows, []
-        if not rows:
-            return
-        try:
-            await self._db(self.store.add_logs, rows)
-        except sa.exc.SQLAlchemyError:
-            logger.exception("could not store %d log lines; will retry", len(rows))
-            kept = (rows + self._rows)[-MAX_LOG_BACKLOG:]
-            self.dropped += len(rows) + len(self._rows) - len(kept)
-            self._rows = kept
+        async with self._flushing:
+            rows, self._rows = self._rows, []
+            if not rows:
+                return
+            try:
+                await self._db(self.store.add_logs, rows)
+            except sa.exc.SQLAlchemyError:
+                logger.exception("could not store %d log lines; will retry", len(rows))
+                kept = (rows + self._rows)[-MAX_LOG_BACKLOG:]
+                self.dropped += len(rows) + len(self._rows) - len(kept)
+                self._rows = kept
 
     async def run(self, closing: Callable[[], bool]) -> None:
         """Flush every interval until ``closing()``."""

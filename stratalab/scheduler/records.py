@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from stratalab.scheduler.db import InferenceRecord
+from stratalab.scheduler.db import Base, InferenceRecord
 from stratalab.scheduler.store import Store
 
 logger = logging.getLogger(__name__)
@@ -26,17 +26,31 @@ MAX_BUFFERED = 200_000
 
 
 class RecordSink:
-    """Buffers request records and writes them in one transaction per interval."""
+    """Buffers rows (request records by default) and writes them in one transaction per interval."""
 
-    def __init__(self, store: Store, db: DbCall, *, flush_interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        store: Store,
+        db: DbCall,
+        *,
+        flush_interval_s: float = 0.5,
+        table: type[Base] = InferenceRecord,
+    ) -> None:
         self.store = store
         self._db = db
+        #: the table the rows go to (training metrics reuse this sink).
+        self.table = table
         self.flush_interval_s = flush_interval_s
         self._buffer: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
         #: records written since start, and records dropped on overflow.
         self.written = 0
         self.dropped = 0
+
+    @property
+    def backlog(self) -> int:
+        """Records waiting for the next flush."""
+        return len(self._buffer)
 
     def add(self, **record: Any) -> None:
         """Queue one record (columns of :class:`InferenceRecord`)."""
@@ -61,7 +75,7 @@ class RecordSink:
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         with self.store.session() as s:
-            s.execute(sa.insert(InferenceRecord), rows)
+            s.execute(sa.insert(self.table), rows)
 
     async def run(self, closing: Callable[[], bool]) -> None:
         """Flush every interval until ``closing()``; then once more."""

@@ -130,12 +130,7 @@ class ModelRegistry:
             query = query.where(Model.user_id == owner)
         if name:
             query = query.where(Model.name == name)
-        with self.store.session() as s:
-            total = s.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
-            rows = s.scalars(
-                query.order_by(Model.created_at.desc(), Model.id).offset(offset).limit(limit)
-            ).all()
-        return list(rows), int(total)
+        return self.store.page(query, (Model.created_at.desc(), Model.id), offset, limit)
 
     # ---------------------------------------------------------------- update
     def patch(self, principal: Principal, model_id: str, patch: ModelSchemaPatch) -> Model:

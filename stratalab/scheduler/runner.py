@@ -154,6 +154,14 @@ class JobRunner:
         )
         self.wake()
 
+    def estimated_wait(self) -> float | None:
+        """Queue depth times the mean recent run time, over the worker slots."""
+        runtimes = self.recent_runtimes
+        if not runtimes:
+            return None
+        slots = sum(w.nthreads for w in self.workers.values()) or 1
+        return round(len(self.queue) * (sum(runtimes) / len(runtimes)) / slots, 3)
+
     def dequeue(self, job_id: str) -> None:
         """Forget a job that left the queue, and its queue-only fields."""
         self.queue.pop(job_id, None)

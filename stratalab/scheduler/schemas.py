@@ -78,6 +78,11 @@ class RetryRequest(Strict):
     cpu: int | None = Field(None, ge=1, le=1024)
     memory_gb: float | None = Field(None, ge=0, le=65536)
     gpu: int | None = Field(None, ge=0, le=64)
+    new_resource_config: dict[str, Any] | None = Field(
+        None,
+        description="Training jobs: a new resource_config (min_devices, max_devices, gpu, ...).",
+    )
+    modify_resources: bool = Field(False, description="ScaiMind's flag; implied by the config.")
 
 
 class DrainRequest(Strict):
@@ -149,6 +154,15 @@ class JobOut(BaseModel):
     metadata: dict[str, Any] = {}
     parent_job_id: str | None = None
     project_id: str | None = None
+    model_id: str | None = Field(None, description="The model a job serves or produced.")
+    result: dict[str, Any] | None = Field(
+        None, description="Training: rounds, samples_seen, evaluation, model ids."
+    )
+    progress: dict[str, Any] | None = Field(
+        None,
+        description="Training: current_epoch, total_epochs, batches_completed, "
+        "percent_complete, current_loss, best_loss, val_accuracy, assigned_devices, ...",
+    )
     timeline: list[TimelineEntry] | None = None
 
 

@@ -91,6 +91,15 @@ class Store:
             conn.execute(sa.text("SELECT 1"))
         return f"{self.dialect} {'.'.join(map(str, self.engine.dialect.server_version_info or ()))}"
 
+    def page(
+        self, query: sa.Select[Any], order_by: Sequence[Any], offset: int, limit: int
+    ) -> tuple[list[Any], int]:
+        """One page of a query's rows and the total count (for list routes)."""
+        with self.session() as s:
+            total = s.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+            rows = s.scalars(query.order_by(*order_by).offset(offset).limit(limit)).all()
+        return list(rows), int(total)
+
     # ------------------------------------------------------------------ keys
     def add_key(self, key: ApiKey) -> ApiKey:
         """Store a new key row."""

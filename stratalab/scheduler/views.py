@@ -82,6 +82,9 @@ def job_out(
         "metadata": job.metadata_ or {},
         "parent_job_id": job.parent_job_id,
         "project_id": job.project_id,
+        "model_id": job.model_id,
+        "result": job.result,
+        "progress": job.progress,
     }
     if timeline is not None:
         out["timeline"] = [timeline_entry(ev) for ev in timeline]

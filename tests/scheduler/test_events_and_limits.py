@@ -45,3 +45,18 @@ def test_token_bucket_limits_then_refills():
 def test_zero_disables_limits():
     limiter = RateLimiter(per_minute=0)
     assert all(limiter.check("k").allowed for _ in range(1000))
+
+
+async def test_a_consumer_that_never_reads_stays_bounded_and_reports_its_lag():
+    bus = EventBus()
+    stuck = bus.subscribe(["dashboard"], maxsize=8)
+    for i in range(1000):
+        bus.publish("dashboard", {"i": i})
+    assert stuck.pending == 8  # memory bounded by the queue, whatever is published
+    assert stuck.take_lagged() == 992
+    assert stuck.take_lagged() == 0  # reported once
+    assert bus.dropped == 992
+    newest = [(await stuck.get(timeout=0.1)).data["i"] for _ in range(8)]
+    assert newest == list(range(992, 1000))
+    bus.publish("dashboard", {"i": 1000})
+    assert stuck.take_lagged() == 0

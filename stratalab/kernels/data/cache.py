@@ -148,8 +148,3 @@ def cache_report() -> dict[str, Any]:
 def drop_dataset(dataset_id: str) -> int:
     """Forget a dataset's shards on this worker (run through ``Client.run``)."""
     return CACHE.drop(dataset_id)
-
-
-def warm_shards(descriptor: Mapping[str, Any], shards: list[int]) -> int:
-    """Load shards into this worker's cache before training starts; returns the rows held."""
-    return sum(len(load_shard(descriptor, shard)[1]) for shard in shards)

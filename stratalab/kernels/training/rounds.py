@@ -342,3 +342,25 @@ def _forward_seconds(
         if device == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - started
+
+
+def prepare_worker(
+    dataset: Mapping[str, Any], shards: Sequence[int], model_spec: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The PREPARING step on one worker: cache its shards and build the model once.
+
+    Building the model and taking one optimizer step here (importing torch,
+    loading a TorchScript file) keeps that one-off cost out of the first
+    training round, and a model that cannot take the data fails the job
+    before any round runs.
+    """
+    started = time.perf_counter()
+    parts = [load_shard(dataset, int(s)) for s in shards]
+    features, labels = _concat(parts)
+    # one real step on two rows: torch's first optimizer step imports and sets up
+    # much of torch (about a second on a small CPU), which belongs here, not in round 1
+    train_local(None, model_spec, (features[:2], labels[:2]), local_steps=1, batch_size=2)
+    return {
+        "rows": int(sum(len(p[1]) for p in parts)),
+        "seconds": time.perf_counter() - started,
+    }
