@@ -367,3 +367,71 @@ class Reservation(Base):
     workers: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Alert(Base):
+    """An alert a rule raised over live metrics; a person acknowledges it, the rule resolves it."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("ix_alerts_status_started", "status", "started_at"),
+        Index("ix_alerts_started_at", "started_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: the rule that raised it (worker_lost, memory_high, queue_wait, job_failed, ...).
+    rule: Mapped[str] = mapped_column(String(64))
+    #: info, warning or critical.
+    severity: Mapped[str] = mapped_column(String(16))
+    #: active, acknowledged or resolved.
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    #: the metric the rule watches, its value when raised, and the rule's threshold.
+    metric: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    #: what it is about (a worker id, a job id), so one rule raises one alert per subject.
+    subject: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: the user whose work it concerns (None: the whole platform, admins only).
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class UsageRecord(Base):
+    """Work done for a user, measured on the workers: the ground truth of usage and billing."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_user_ts", "user_id", "ts"),
+        Index("ix_usage_records_project_ts", "project_id", "ts"),
+        Index("ix_usage_records_ts", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    #: unix seconds when the work ended.
+    ts: Mapped[float] = mapped_column(Float)
+    user_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: task, training, evaluation, inference or batch.
+    kind: Mapped[str] = mapped_column(String(16))
+    #: CPU and GPU milliseconds measured on the worker.
+    cpu_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    #: tasks run, items processed, and how many of the tasks failed.
+    tasks: Mapped[int] = mapped_column(Integer, default=1)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: gpu or cpu: the worker pool, for per-pool comparisons.
+    pool: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: energy in joules where NVML or RAPL measured it; None where nothing could.
+    energy_j: Mapped[float | None] = mapped_column(Float, nullable=True)
