@@ -100,6 +100,11 @@ async def test_reservations_hold_workers_until_released(api: Api) -> None:
     listed = (await api("GET", "reservations")).json["items"]
     assert listed[0]["status"] == "cancelled"
 
+    # an unclaimed reservation expires by itself
+    brief = {"node_count": 1, "expires_in_s": 0.5}
+    short = (await api("POST", "reservations", json_body=brief)).json
+    await _wait_reservation(api, short["id"], "expired")
+
     # a job can claim a reservation and runs on its worker
     res = (await api("POST", "reservations", json_body={"node_count": 1})).json
     claimed = await submit(
@@ -150,6 +155,31 @@ async def test_retry_with_more_workers_and_evaluate_the_result(api: Api) -> None
     assert held_out["latency_ms"] > 0
     listed = (await api("GET", "evaluations", params={"job_id": child})).json
     assert listed["total"] == 1 and listed["items"][0]["id"] == ev_id
+
+    # a named checkpoint can be evaluated too (the first round's, weaker than the last)
+    first = (await api("GET", "checkpoints", params={"job_id": child, "page_size": 100})).json
+    oldest = first["items"][-1]
+    assert oldest["round"] == 1 and oldest["job_id"] == child
+    resp = await api(
+        "POST",
+        "evaluations",
+        json_body={"checkpoint_id": oldest["id"], "benchmarks": [{"name": "r1", "dataset": ds}]},
+    )
+    assert resp.status == 201, resp.text
+    early = await _wait_evaluation(api, resp.json["id"])
+    assert early["status"] == "COMPLETED" and early["job_id"] == child
+    assert 0 < early["results"][0]["accuracy"] <= 1
+
+
+async def _wait_reservation(api: Api, res_id: str, status: str) -> None:
+    import asyncio
+
+    for _ in range(100):
+        items = (await api("GET", "reservations")).json["items"]
+        if any(r["id"] == res_id and r["status"] == status for r in items):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"reservation {res_id} never became {status}: {items}")
 
 
 async def _wait_evaluation(api: Api, ev_id: str) -> dict:
