@@ -6,16 +6,12 @@ multipart form whose file field is ``file``, streamed to disk as it arrives.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from pydantic import ValidationError
 from python_multipart.multipart import parse_options_header
 from tornado import web
 
-from stratalab.errors import BadRequest, PayloadTooLarge, StrataLabError, ValidationFailed
-from stratalab.jupyter_ext.base import ApiHandler, validation_details
-from stratalab.jupyter_ext.multipart import MAX_FIELD_BYTES, FormStream
+from stratalab.errors import BadRequest, PayloadTooLarge, StrataLabError
+from stratalab.jupyter_ext.base import ApiHandler
+from stratalab.jupyter_ext.multipart import MAX_FIELD_BYTES, FormStream, decode_form
 from stratalab.scheduler.artifacts import PendingArtifact
 from stratalab.scheduler.dataset_schemas import DatasetCreate
 
@@ -31,26 +27,7 @@ FILE_FIELD = "file"
 
 def form_request(raw: dict[str, str]) -> DatasetCreate:
     """The form's text fields, JSON ones decoded, checked like a JSON body."""
-    values: dict[str, Any] = {}
-    for name, text in raw.items():
-        if text.strip() in ("", "null"):
-            continue
-        if name in _JSON_FIELDS:
-            try:
-                values[name] = json.loads(text)
-            except json.JSONDecodeError:
-                raise ValidationFailed(
-                    f"form field '{name}' must be JSON",
-                    details={"errors": [{"field": name, "message": "not valid JSON"}]},
-                ) from None
-        else:
-            values[name] = text
-    try:
-        return DatasetCreate.model_validate(values)
-    except ValidationError as exc:
-        raise ValidationFailed(
-            "the upload form is not valid", details=validation_details(exc)
-        ) from None
+    return decode_form(raw, _JSON_FIELDS, DatasetCreate)
 
 
 @web.stream_request_body

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-from pydantic import ValidationError
 from tornado import web
 
-from stratalab.errors import BadRequest, PayloadTooLarge, StrataLabError, ValidationFailed
-from stratalab.jupyter_ext.base import ApiHandler, validation_details
-from stratalab.jupyter_ext.multipart import MAX_FIELD_BYTES, FormStream, boundary_of
+from stratalab.errors import BadRequest, PayloadTooLarge, StrataLabError
+from stratalab.jupyter_ext.base import ApiHandler
+from stratalab.jupyter_ext.multipart import MAX_FIELD_BYTES, FormStream, boundary_of, decode_form
 from stratalab.scheduler.model_schemas import ModelSchemaPatch, ModelUploadFields
 
 #: form fields holding JSON (the seed's "json" type).
@@ -21,26 +17,7 @@ _FORM_OVERHEAD = 16 * MAX_FIELD_BYTES
 
 def upload_fields(raw: dict[str, str]) -> ModelUploadFields:
     """The form's text fields, JSON ones decoded, checked like a JSON body."""
-    values: dict[str, Any] = {}
-    for name, text in raw.items():
-        if text.strip() in ("", "null"):
-            continue
-        if name in _JSON_FIELDS:
-            try:
-                values[name] = json.loads(text)
-            except json.JSONDecodeError:
-                raise ValidationFailed(
-                    f"form field '{name}' must be JSON",
-                    details={"errors": [{"field": name, "message": "not valid JSON"}]},
-                ) from None
-        else:
-            values[name] = text
-    try:
-        return ModelUploadFields.model_validate(values)
-    except ValidationError as exc:
-        raise ValidationFailed(
-            "the upload form is not valid", details=validation_details(exc)
-        ) from None
+    return decode_form(raw, _JSON_FIELDS, ModelUploadFields)
 
 
 @web.stream_request_body

@@ -9,19 +9,50 @@ written) and the small text fields are kept in memory, bounded.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Collection
 from email.message import Message
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from stratalab.errors import BadRequest, PayloadTooLarge
+from stratalab.errors import BadRequest, PayloadTooLarge, ValidationFailed, validation_details
 from stratalab.scheduler.artifacts import PendingArtifact
+
+M = TypeVar("M", bound=BaseModel)
 
 #: largest text field (a JSON Schema, a label list) in bytes.
 MAX_FIELD_BYTES = 4 << 20
 #: most text fields in one form.
 MAX_FIELDS = 64
+
+
+def decode_form(raw: dict[str, str], json_fields: Collection[str], model: type[M]) -> M:
+    """A form's text fields, the JSON ones decoded, checked like a JSON body would be.
+
+    Empty and ``null`` fields count as not given, so the model's defaults apply.
+    """
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        if text.strip() in ("", "null"):
+            continue
+        if name in json_fields:
+            try:
+                values[name] = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValidationFailed(
+                    f"form field '{name}' must be JSON",
+                    details={"errors": [{"field": name, "message": "not valid JSON"}]},
+                ) from None
+        else:
+            values[name] = text
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            "the upload form is not valid", details=validation_details(exc)
+        ) from None
 
 
 def boundary_of(content_type: str) -> bytes:
