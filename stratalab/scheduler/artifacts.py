@@ -16,8 +16,12 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from stratalab.errors import PayloadTooLarge
 from stratalab.kernels.serving.cache import content_path, read_verified
+from stratalab.scheduler.db import Dataset, Model
+from stratalab.scheduler.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -164,3 +168,17 @@ def _fsync_dir(path: Path) -> None:
         logger.debug("fsync of directory %s not supported", path)
     finally:
         os.close(fd)
+
+
+def artifact_in_use(store: Store, sha256: str) -> bool:
+    """Whether a live dataset or model still points at an artifact (uploads share the store)."""
+    with store.session() as s:
+        for table in (Dataset, Model):
+            users = s.scalar(
+                sa.select(sa.func.count())
+                .select_from(table)
+                .where(table.sha256 == sha256, table.deleted_at.is_(None))
+            )
+            if users:
+                return True
+    return False

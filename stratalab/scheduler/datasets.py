@@ -32,12 +32,12 @@ from distributed import Client
 from stratalab.errors import Conflict, NotFound, ServiceUnavailable
 from stratalab.ids import new_id, utcnow
 from stratalab.kernels.data.cache import cache_report, drop_dataset, row_range
-from stratalab.scheduler.artifacts import ArtifactStore, PendingArtifact
+from stratalab.scheduler.artifacts import ArtifactStore, PendingArtifact, artifact_in_use
 from stratalab.scheduler.cluster import WorkerInfo
 from stratalab.scheduler.config import CoordinatorConfig
 from stratalab.scheduler.dataset_checks import check_dataset, default_name, resolve_source
 from stratalab.scheduler.dataset_schemas import DatasetCreate, dataset_view
-from stratalab.scheduler.db import Dataset, Job, Model
+from stratalab.scheduler.db import Dataset, Job
 from stratalab.scheduler.keys import Principal
 from stratalab.scheduler.placement import HashRing, hash_keys
 from stratalab.scheduler.states import TERMINAL
@@ -387,16 +387,7 @@ class DatasetService:
 
     def _file_in_use(self, sha256: str) -> bool:
         """Whether a live dataset or model still points at an artifact (call under the lock)."""
-        with self.store.session() as s:
-            for table in (Dataset, Model):
-                users = s.scalar(
-                    sa.select(sa.func.count())
-                    .select_from(table)
-                    .where(table.sha256 == sha256, table.deleted_at.is_(None))
-                )
-                if users:
-                    return True
-        return False
+        return artifact_in_use(self.store, sha256)
 
     # ------------------------------------------------------------ placement
     async def workers_changed(self, workers: dict[str, WorkerInfo]) -> None:

@@ -21,7 +21,7 @@ from stratalab.ids import isoformat, new_id, utcnow
 from stratalab.kernels.models.formats import detect_format
 from stratalab.kernels.models.signature import ModelSignature, inspect_model
 from stratalab.kernels.models.validate import check_schema
-from stratalab.scheduler.artifacts import ArtifactStore, PendingArtifact
+from stratalab.scheduler.artifacts import ArtifactStore, PendingArtifact, artifact_in_use
 from stratalab.scheduler.db import Job, Model
 from stratalab.scheduler.keys import Principal
 from stratalab.scheduler.model_schemas import ModelSchemaPatch, ModelUploadFields
@@ -152,7 +152,7 @@ class ModelRegistry:
 
     # ---------------------------------------------------------------- delete
     def delete(self, principal: Principal, model_id: str) -> Model:
-        """Delete a model no live job uses; its file goes when no model shares it."""
+        """Delete a model no live job uses; its file goes when no model or dataset shares it."""
         model = self.get(principal, model_id)
         with self.store.session() as s:
             busy = s.scalars(
@@ -168,14 +168,9 @@ class ModelRegistry:
             row = s.get(Model, model_id)
             assert row is not None
             row.deleted_at = utcnow()
-            shared = s.scalar(
-                sa.select(sa.func.count())
-                .select_from(Model)
-                .where(Model.sha256 == model.sha256, Model.deleted_at.is_(None))
-            )
         with self._lock:
             self._cache.pop(model_id, None)
-        if not shared:
+        if not artifact_in_use(self.store, model.sha256):  # a dataset upload may share it
             self.artifacts.remove(model.sha256)
         return model
 
