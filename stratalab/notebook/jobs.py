@@ -81,16 +81,16 @@ def wait_op(job_id: str, *, timeout: float | None, poll_s: float, progress: bool
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=1, desc=job_id, bar_format="{desc} [{elapsed}]")
+        bar = tqdm(total=100, desc=job_id, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
     try:
         while True:
             job: Job = yield Request("GET", f"/jobs/{seg(job_id)}")
             if bar is not None:
-                note = job.get("why_pending") or job.get("worker_id") or ""
-                bar.set_description_str(f"{job_id}: {job['status']} {note}".strip())
+                _show(bar, job_id, job)
             if job["status"] in TERMINAL:
                 if bar is not None:
-                    bar.update(1)
+                    bar.n = 100
+                    bar.refresh()
                 return job
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(f"job {job_id} is still {job['status']} after {timeout} s")
@@ -98,6 +98,22 @@ def wait_op(job_id: str, *, timeout: float | None, poll_s: float, progress: bool
     finally:
         if bar is not None:
             bar.close()
+
+
+def _show(bar: Any, job_id: str, job: Job) -> None:
+    """State in the description; a training job's percent, loss and accuracy on the bar."""
+    note = job.get("why_pending") or job.get("worker_id") or ""
+    bar.set_description_str(f"{job_id}: {job['status']} {note}".strip())
+    progress = job.get("progress") or {}
+    if progress.get("percent_complete") is not None:
+        bar.n = float(progress["percent_complete"])
+        shown = {
+            "round": progress.get("current_round"),
+            "loss": progress.get("current_loss"),
+            "val_acc": progress.get("val_accuracy"),
+        }
+        bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items() if v is not None}, refresh=False)
+    bar.refresh()
 
 
 def job_update(job_id: str, ev: SSEEvent, status: str) -> JobUpdate | None:

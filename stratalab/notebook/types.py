@@ -54,6 +54,12 @@ class Job(TypedDict, total=False):
     metadata: dict[str, Any]
     parent_job_id: str | None
     project_id: str | None
+    #: the model a job serves or produced.
+    model_id: str | None
+    #: training: rounds, samples_seen, evaluation, model ids.
+    result: dict[str, Any] | None
+    #: training: current_round, percent_complete, current_loss, val_accuracy, ...
+    progress: dict[str, Any] | None
     timeline: list[TimelineEntry]
 
 
