@@ -97,6 +97,17 @@ def resume_request(job_id: str, checkpoint_id: str) -> Request:
     return Request("POST", f"/jobs/{seg(job_id)}/resume", json={"checkpoint_id": checkpoint_id})
 
 
+def evaluate_request(job_id: str, dataset_id: str, name: str, params: dict[str, Any]) -> Request:
+    """``POST /evaluations`` with one benchmark (``num_samples``; ``split``, ``batch_size``)."""
+    params = dict(params)
+    bench: dict[str, Any] = {"name": name, "dataset": dataset_id}
+    if "num_samples" in params:
+        bench["num_samples"] = params.pop("num_samples")
+    if params:
+        bench["parameters"] = params
+    return Request("POST", "/evaluations", json={"job_id": job_id, "benchmarks": [bench]})
+
+
 def _options(
     *,
     name: str | None,
@@ -207,13 +218,7 @@ class Training(SyncResource):
         self, job_id: str, dataset_id: str, *, name: str = "evaluation", **params: Any
     ) -> dict[str, Any]:
         """Evaluate the job's latest checkpoint on a dataset (``split``, ``num_samples``)."""
-        bench: dict[str, Any] = {"name": name, "dataset": dataset_id}
-        if "num_samples" in params:
-            bench["num_samples"] = params.pop("num_samples")
-        if params:
-            bench["parameters"] = params
-        body = {"job_id": job_id, "benchmarks": [bench]}
-        return dict(self._run(Request("POST", "/evaluations", json=body)))
+        return dict(self._run(evaluate_request(job_id, dataset_id, name, params)))
 
     def evaluation(self, evaluation_id: str) -> dict[str, Any]:
         """One evaluation with its results."""
@@ -223,29 +228,43 @@ class Training(SyncResource):
 class AsyncTraining(AsyncResource):
     """The asyncio twin of :class:`Training`."""
 
-    async def start(self, dataset_id: str, model: Any = "mlp", **kwargs: Any) -> dict[str, Any]:
+    async def start(
+        self,
+        dataset_id: str,
+        model: Any = "mlp",
+        *,
+        name: str | None = None,
+        hidden: list[int] | None = None,
+        input_shape: list[int] | None = None,
+        example_input: Any = None,
+        epochs: int = 5,
+        learning_rate: float = 0.01,
+        optimizer: str = "sgd",
+        sync_mode: str = "full_sync",
+        batch_size: int = 32,
+        local_steps: int | None = None,
+        target_accuracy: float | None = None,
+        min_devices: int = 1,
+        max_devices: int | None = None,
+        gpu: int = 0,
+        priority: int | None = None,
+    ) -> dict[str, Any]:
         """See :meth:`Training.start`."""
-        input_shape = kwargs.pop("input_shape", None)
-        example_input = kwargs.pop("example_input", None)
-        defaults: dict[str, Any] = {
-            "name": None,
-            "hidden": None,
-            "epochs": 5,
-            "learning_rate": 0.01,
-            "optimizer": "sgd",
-            "sync_mode": "full_sync",
-            "batch_size": 32,
-            "local_steps": None,
-            "target_accuracy": None,
-            "min_devices": 1,
-            "max_devices": None,
-            "gpu": 0,
-            "priority": None,
-        }
-        unknown = set(kwargs) - set(defaults)
-        if unknown:
-            raise TypeError(f"unknown arguments {sorted(unknown)}")
-        options = _options(**{**defaults, **kwargs})
+        options = _options(
+            name=name,
+            hidden=hidden,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            sync_mode=sync_mode,
+            batch_size=batch_size,
+            local_steps=local_steps,
+            target_accuracy=target_accuracy,
+            min_devices=min_devices,
+            max_devices=max_devices,
+            gpu=gpu,
+            priority=priority,
+        )
         op = start_op(
             dataset_id,
             model,
@@ -262,3 +281,17 @@ class AsyncTraining(AsyncResource):
     async def resume(self, job_id: str, checkpoint_id: str = "") -> dict[str, Any]:
         """See :meth:`Training.resume`."""
         return dict(await self._run(resume_request(job_id, checkpoint_id)))
+
+    async def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        """See :meth:`Training.checkpoints`."""
+        return list(await self._run(collect(f"/jobs/{seg(job_id)}/checkpoints")))
+
+    async def evaluate(
+        self, job_id: str, dataset_id: str, *, name: str = "evaluation", **params: Any
+    ) -> dict[str, Any]:
+        """See :meth:`Training.evaluate`."""
+        return dict(await self._run(evaluate_request(job_id, dataset_id, name, params)))
+
+    async def evaluation(self, evaluation_id: str) -> dict[str, Any]:
+        """See :meth:`Training.evaluation`."""
+        return dict(await self._run(Request("GET", f"/evaluations/{seg(evaluation_id)}")))

@@ -200,7 +200,7 @@ async def test_async_client_has_the_same_surface_and_works(server: ServerProcess
 
 
 @pytest.mark.parametrize(
-    "name", ["jobs", "workers", "keys", "models", "inference", "projects", "datasets"]
+    "name", ["jobs", "workers", "keys", "models", "inference", "projects", "datasets", "training"]
 )
 def test_sync_and_async_namespaces_match(name: str):
     sync_ns = type(getattr(Client("http://x/api"), name))
