@@ -19,13 +19,16 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Int, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default
 
 import stratalab
 from stratalab.files import write_private
 from stratalab.jupyter_ext import (
+    alerts,
+    benchmarks,
     dashboard,
     datasets,
+    efficiency,
     inference,
     jobs,
     keys,
@@ -34,6 +37,8 @@ from stratalab.jupyter_ext import (
     projects,
     system,
     training,
+    usage,
+    websocket,
     workers,
 )
 from stratalab.jupyter_ext.base import API_PREFIX, NotFoundHandler
@@ -116,6 +121,36 @@ class StrataLab(ExtensionApp):
     max_batch_json_mb = Int(
         256, help="Largest POST /inference/batch body, in MiB (413 above)."
     ).tag(config=True)
+    alert_interval_s = Float(
+        5.0, help="Seconds between alert rule evaluations (a failed job wakes it early); 0: off."
+    ).tag(config=True)
+    alert_rules = List(
+        Dict(),
+        help="Changes to the default alert rules, by name: a known name changes that rule's "
+        "fields (threshold, duration_s, severity, comparison, enabled), a new name adds a rule "
+        "({name, metric, comparison, threshold, duration_s, severity}). See GET /alerts/rules.",
+    ).tag(config=True)
+    alert_failed_window_s = Float(
+        900.0, help="Seconds a failed job counts for the job_failed and failed_jobs alerts."
+    ).tag(config=True)
+    alert_worker_window_s = Float(
+        300.0, help="Seconds a worker that left the cluster counts as lost (worker_lost alert)."
+    ).tag(config=True)
+    price_cpu_hour = Float(
+        0.05, help="Price of one CPU hour measured on the workers, in price_currency (usage)."
+    ).tag(config=True)
+    price_gpu_hour = Float(
+        2.5, help="Price of one GPU hour measured on the workers, in price_currency (usage)."
+    ).tag(config=True)
+    price_inference_1k_items = Float(
+        0.0, help="Price of 1,000 inference or batch items served, on top of compute time."
+    ).tag(config=True)
+    price_currency = Unicode("USD", help="Currency of the price_* settings.").tag(config=True)
+    internal_token = Unicode(
+        "",
+        help="Token the /internal routes require (X-Internal-Token). Empty: create one on "
+        "first start and keep it in <data_dir>/internal_token (mode 0600).",
+    ).tag(config=True)
     write_server_info = Bool(True, help="Write <data_dir>/server.json and print it on start.").tag(
         config=True
     )
@@ -154,6 +189,15 @@ class StrataLab(ExtensionApp):
             batch_wait_ms=self.batch_wait_ms,
             inference_timeout_s=self.inference_timeout_s,
             max_batch_json_mb=self.max_batch_json_mb,
+            price_cpu_hour=self.price_cpu_hour,
+            price_gpu_hour=self.price_gpu_hour,
+            price_inference_1k_items=self.price_inference_1k_items,
+            price_currency=self.price_currency,
+            internal_token=self.internal_token,
+            alert_interval_s=self.alert_interval_s,
+            alert_rules=[dict(r) for r in self.alert_rules],
+            alert_failed_window_s=self.alert_failed_window_s,
+            alert_worker_window_s=self.alert_worker_window_s,
         )
 
     def initialize_settings(self) -> None:
@@ -170,12 +214,17 @@ class StrataLab(ExtensionApp):
             jobs,
             training,
             dashboard,
+            alerts,
+            websocket,
             metrics,  # before workers: /workers/{id} would also match /workers/stats
             workers,
             datasets,
             models,
             inference,
             projects,
+            benchmarks,
+            usage,
+            efficiency,
         ):
             self.handlers.extend(module.routes(API_PREFIX))
         self.handlers.append((rf"{API_PREFIX}(/.*)?", NotFoundHandler))

@@ -25,7 +25,7 @@ _ORDER_BY = {
     "-status",
 }
 _STATES = {s.value for s in JobState}
-_TYPES = {"task", "training", "evaluation", "batch_inference", "inference"}
+_TYPES = {"task", "training", "evaluation", "batch_inference", "inference", "benchmark"}
 
 
 class JobsHandler(ApiHandler):

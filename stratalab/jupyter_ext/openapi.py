@@ -14,7 +14,11 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import stratalab
+from stratalab.jupyter_ext.openapi_alerts import ALERT_OPERATIONS
+from stratalab.jupyter_ext.openapi_benchmarks import BENCHMARK_OPERATIONS
 from stratalab.jupyter_ext.openapi_training import TRAINING_OPERATIONS
+from stratalab.jupyter_ext.openapi_usage import USAGE_OPERATIONS
+from stratalab.scheduler import benchmark_schemas as b
 from stratalab.scheduler import dataset_schemas as d
 from stratalab.scheduler import model_schemas as m
 from stratalab.scheduler import observability_schemas as o
@@ -248,6 +252,9 @@ OPERATIONS: list[
     ),
 ]
 OPERATIONS += TRAINING_OPERATIONS
+OPERATIONS += ALERT_OPERATIONS
+OPERATIONS += USAGE_OPERATIONS
+OPERATIONS += BENCHMARK_OPERATIONS
 
 #: POST bodies that may not be left out.
 _REQUIRED_BODIES = {
@@ -256,6 +263,7 @@ _REQUIRED_BODIES = {
     m.BatchRequest,
     m.ProjectCreate,
     d.DatasetCreate,
+    b.BenchmarkCreate,
 }
 #: request models sent as multipart/form-data with a file field.
 _MULTIPART = {m.ModelUploadFields: "model"}

@@ -36,6 +36,8 @@ import psutil
 from distributed import get_worker
 
 from stratalab.kernels import topics
+from stratalab.kernels.metering import exited_cpu_ms
+from stratalab.kernels.power import EnergyMeter
 
 __all__ = ["kill_job", "run_task"]
 
@@ -73,6 +75,9 @@ class RunningTask:
     #: Set just before the child is reaped: from then on its pid, which is also
     #: the process group id, may be reused, so nobody may signal it any more.
     reaped: bool = False
+    #: CPU ms and energy (J) of the attempt; None when not measured.
+    cpu_ms: float | None = None
+    energy_j: float | None = None
 
 
 def run_task(spec: dict[str, Any], publish: Publish | None = None) -> dict[str, Any]:
@@ -94,7 +99,10 @@ def run_task(spec: dict[str, Any], publish: Publish | None = None) -> dict[str, 
     -------
     dict
         ``job_id, attempt, exit_code, cancelled, worker, workdir, output_tail,
-        started_at, ended_at, lines``; ``worker`` is ``None`` off a worker.
+        started_at, ended_at, lines, cpu_ms, gpu_ms, energy_j``; ``worker`` is
+        ``None`` off a worker. ``cpu_ms``: the child and what it waited for
+        (``None`` without ``waitid``); ``gpu_ms`` is not measured (``None``),
+        nor is ``energy_j`` without RAPL or NVML.
         ``exit_code`` is negative when the process died from a signal (``-15``
         for SIGTERM) and 127 when it could not start. Failures of the user's
         code are results, not exceptions.
@@ -122,6 +130,8 @@ def run_task(spec: dict[str, Any], publish: Publish | None = None) -> dict[str, 
             logger.warning("job %s already has an attempt running here; replacing it", job_id)
         _RUNNING[job_id] = task
     started_at = time.time()
+    energy = EnergyMeter()
+    energy.start()
     try:
         try:
             if script is not None:
@@ -173,6 +183,7 @@ def run_task(spec: dict[str, Any], publish: Publish | None = None) -> dict[str, 
             },
         )
         exit_code = _wait(task, proc, output)
+        task.energy_j = energy.stop()
         return _result(
             task, exit_code, address=address, workdir=workdir, output=output, started_at=started_at
         )
@@ -385,6 +396,7 @@ def _wait(task: RunningTask, proc: subprocess.Popen[bytes], output: _Output) -> 
         reader.start()
     if hasattr(os, "waitid"):
         os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        task.cpu_ms = exited_cpu_ms(proc.pid)
         with _LOCK:
             _killpg(proc.pid, signal.SIGTERM)
         _join(readers, KILL_GRACE_S)
@@ -421,6 +433,9 @@ def _result(
         "started_at": started_at,
         "ended_at": time.time(),
         "lines": output.lines,
+        "cpu_ms": task.cpu_ms,
+        "gpu_ms": None,
+        "energy_j": task.energy_j,
     }
 
 

@@ -1,11 +1,12 @@
 """``c.dashboard()``: a live ipywidgets view of the cluster inside a notebook.
 
 Workers (threads, GPUs, CPU and memory), the queue by state, the running
-jobs, and a Plotly chart of queue depth and throughput over time, refreshed
-in the background (see :mod:`stratalab.notebook.background`) so the kernel
-stays free. When the server goes away the header says "disconnected" and
-the next successful refresh brings it back. :attr:`Dashboard.extras` is the
-area where loss curves and alerts are added.
+jobs with a training job's progress, the open alerts, a Plotly chart of
+queue depth and throughput over time, and the loss and validation accuracy
+of running training jobs per round, refreshed in the background (see
+:mod:`stratalab.notebook.background`) so the kernel stays free. When the
+server goes away the header says "disconnected" and the next successful
+refresh brings it back. :attr:`Dashboard.extras` takes more views.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import html
 import itertools
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,14 +24,27 @@ import ipywidgets as widgets
 from stratalab.notebook.background import Poller
 from stratalab.notebook.errors import ApiError
 from stratalab.notebook.jobs import TERMINAL
-from stratalab.notebook.resource import collect
+from stratalab.notebook.resource import collect, seg
 from stratalab.notebook.transport import Connection, Op, Request
 from stratalab.notebook.types import Job, Queue, Status, Worker
 
 #: states of a job that holds a worker slot.
-ACTIVE = ["SCHEDULING", "PREPARING", "RUNNING", "TRAINING", "CHECKPOINTING", "EVALUATING"]
+ACTIVE = [
+    "SCHEDULING",
+    "PREPARING",
+    "RUNNING",
+    "TRAINING",
+    "CHECKPOINTING",
+    "EVALUATING",
+    "EXPORTING",
+]
 #: the most running (and queued) jobs listed.
 MAX_RUNNING_SHOWN = 20
+#: the most open alerts listed (the newest, shown worst first).
+MAX_ALERTS_SHOWN = 10
+#: training jobs whose loss curves are drawn, and points per curve.
+MAX_CURVES = 4
+CURVE_POINTS = 200
 
 
 @dataclass(frozen=True)
@@ -43,17 +57,29 @@ class Snapshot:
     running: list[Job]
     #: when it was read (epoch seconds, client clock).
     at: float
+    #: open (active or acknowledged) alerts, newest first.
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: per-round metrics of the running training jobs, by job id.
+    curves: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def snapshot_op() -> Op[Snapshot]:
-    """Read everything the dashboard shows (five small requests)."""
+    """Read everything the dashboard shows (six small requests)."""
     status = yield Request("GET", "/status")
     workers = yield from collect("/workers")
     queue = yield Request("GET", "/queue")
     running = yield from collect(
         "/jobs", {"status": ACTIVE, "order_by": "-created_at"}, limit=MAX_RUNNING_SHOWN
     )
-    return Snapshot(status, workers, queue, running, time.time())
+    alerts = yield from collect(
+        "/alerts", {"status": "active,acknowledged"}, limit=MAX_ALERTS_SHOWN
+    )
+    curves: dict[str, dict[str, Any]] = {}
+    for job in [j for j in running if j.get("type") == "training"][:MAX_CURVES]:
+        params = {"max_points": CURVE_POINTS}
+        answer = yield Request("GET", f"/jobs/{seg(job['id'])}/metrics", params=params)
+        curves[job["id"]] = answer.get("metrics", {})
+    return Snapshot(status, workers, queue, running, time.time(), alerts, curves)
 
 
 def _table(headers: list[str], rows: list[list[Any]], empty: str) -> str:
@@ -106,7 +132,7 @@ def queue_html(queue: Queue) -> str:
 
 
 def running_html(jobs: list[Job], now: float) -> str:
-    """The running jobs with their worker and time so far."""
+    """The running jobs with their worker, time so far, and a training job's progress."""
     rows = []
     for j in jobs:
         started = j.get("started_at")
@@ -115,10 +141,32 @@ def running_html(jobs: list[Job], now: float) -> str:
             t0 = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
             elapsed = f"{max(0.0, now - t0):.0f} s"
         rows.append(
-            [j["id"], j["name"], j["status"], j.get("worker_id") or "-", j["priority"], elapsed]
+            [
+                j["id"],
+                j["name"],
+                j["status"],
+                j.get("worker_id") or "-",
+                j["priority"],
+                elapsed,
+                progress_text(j.get("progress")),
+            ]
         )
-    headers = ["job", "name", "status", "worker", "priority", "running for"]
+    headers = ["job", "name", "status", "worker", "priority", "running for", "progress"]
     return "<b>Running jobs</b>" + _table(headers, rows, "nothing running")
+
+
+def progress_text(progress: dict[str, Any] | None) -> str:
+    """``42% · round 3 · loss 0.31 · val 0.91`` for a training job; ``-`` otherwise."""
+    if not progress or progress.get("percent_complete") is None:
+        return "-"
+    parts = [f"{float(progress['percent_complete']):.0f}%"]
+    if progress.get("current_round"):
+        parts.append(f"round {progress['current_round']}")
+    if progress.get("current_loss") is not None:
+        parts.append(f"loss {float(progress['current_loss']):.3g}")
+    if progress.get("val_accuracy") is not None:
+        parts.append(f"val {float(progress['val_accuracy']):.3g}")
+    return " · ".join(parts)
 
 
 def queued_html(queue: Queue) -> str:
@@ -135,6 +183,24 @@ def queued_html(queue: Queue) -> str:
     ]
     headers = ["job", "name", "priority", "aged", "why pending"]
     return "<b>Queued jobs</b>" + _table(headers, rows, "nothing queued")
+
+
+def alerts_html(alerts: list[dict[str, Any]]) -> str:
+    """The open alerts, worst first: what, about what, since when."""
+    order = {"critical": 0, "warning": 1, "info": 2}
+    ranked = sorted(alerts, key=lambda a: order.get(a.get("severity", ""), 3))
+    rows = [
+        [
+            a["severity"],
+            a["rule"],
+            a["message"],
+            a["status"],
+            (a.get("started_at") or "-").replace("T", " ")[:19],
+        ]
+        for a in ranked
+    ]
+    headers = ["severity", "rule", "message", "status", "since (UTC)"]
+    return "<b>Alerts</b>" + _table(headers, rows, "no open alerts")
 
 
 def _close_tree(widget: widgets.Widget) -> None:
@@ -181,6 +247,7 @@ class Dashboard(widgets.VBox):
         self.queue_view = widgets.HTML()
         self.running_view = widgets.HTML()
         self.queued_view = widgets.HTML()
+        self.alerts_view = widgets.HTML()
         self.figure = go.FigureWidget(
             layout={
                 "title": {"text": "queue depth and throughput"},
@@ -199,8 +266,25 @@ class Dashboard(widgets.VBox):
         self.figure.add_scatter(name="queued", mode="lines")
         self.figure.add_scatter(name="running", mode="lines")
         self.figure.add_scatter(name="finished/min", mode="lines", yaxis="y2")
-        #: the area where loss curves and alerts are added (``extras.children += (w,)``).
-        self.extras = widgets.VBox([widgets.HTML("<i>Loss curves and alerts appear here.</i>")])
+        #: loss (left axis) and validation accuracy (right axis) of running training jobs.
+        self.loss_figure = go.FigureWidget(
+            layout={
+                "title": {"text": "training: loss and validation accuracy per round"},
+                "height": 300,
+                "margin": {"l": 40, "r": 40, "t": 40, "b": 30},
+                "xaxis": {"title": {"text": "round"}},
+                "yaxis": {"title": {"text": "loss"}, "rangemode": "tozero"},
+                "yaxis2": {
+                    "title": {"text": "val accuracy"},
+                    "overlaying": "y",
+                    "side": "right",
+                    "range": [0, 1],
+                },
+                "legend": {"orientation": "h"},
+            }
+        )
+        #: room for more widgets (``extras.children += (w,)``).
+        self.extras = widgets.VBox([])
         self._points: deque[tuple[datetime, int, int, int]] = deque(maxlen=history)
         super().__init__(
             [
@@ -208,7 +292,9 @@ class Dashboard(widgets.VBox):
                 widgets.HBox([self.workers_view, self.queue_view]),
                 self.running_view,
                 self.queued_view,
+                self.alerts_view,
                 self.figure,
+                self.loss_figure,
                 self.extras,
             ]
         )
@@ -263,7 +349,9 @@ class Dashboard(widgets.VBox):
         self.queue_view.value = queue_html(snap.queue)
         self.running_view.value = running_html(snap.running, snap.at)
         self.queued_view.value = queued_html(snap.queue)
+        self.alerts_view.value = alerts_html(snap.alerts)
         self._plot(snap)
+        self._plot_curves(snap.curves)
 
     def _show_error(self, exc: ApiError) -> None:
         self.connected, self.error = False, exc
@@ -288,3 +376,24 @@ class Dashboard(widgets.VBox):
             self.figure.data[0].x, self.figure.data[0].y = times, [p[1] for p in pts]
             self.figure.data[1].x, self.figure.data[1].y = times, [p[2] for p in pts]
             self.figure.data[2].x, self.figure.data[2].y = times, rates
+
+    def _plot_curves(self, curves: dict[str, dict[str, Any]]) -> None:
+        """One loss and one validation-accuracy line per running training job."""
+        traces = []
+        for job_id, metrics in curves.items():
+            for name, axis, dash in (("loss", "y", None), ("val_accuracy", "y2", "dot")):
+                points = metrics.get(name) or []
+                traces.append(
+                    {
+                        "name": f"{job_id[-6:]} {name}",
+                        "x": [p["round"] for p in points],
+                        "y": [p["value"] for p in points],
+                        "yaxis": axis,
+                        "mode": "lines+markers",
+                        "line": {"dash": dash} if dash else {},
+                    }
+                )
+        with self.loss_figure.batch_update():
+            self.loss_figure.data = ()
+            for trace in traces:
+                self.loss_figure.add_scatter(**trace)

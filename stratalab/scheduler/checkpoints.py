@@ -82,9 +82,7 @@ class CheckpointStore:
                 Checkpoint.job_id == job_id, Checkpoint.status == "ok"
             )
             if checkpoint_id:
-                chosen = s.get(Checkpoint, checkpoint_id)
-                if chosen is None or chosen.job_id != job_id:
-                    raise NotFound(f"job {job_id} has no checkpoint {checkpoint_id}")
+                chosen = self.of_job(job_id, checkpoint_id)
                 query = query.where(Checkpoint.round <= chosen.round)
             candidates = list(
                 s.scalars(query.order_by(Checkpoint.round.desc(), Checkpoint.created_at.desc()))
@@ -98,6 +96,14 @@ class CheckpointStore:
                 continue
             return ckpt, params, state
         return None
+
+    def of_job(self, job_id: str, checkpoint_id: str) -> Checkpoint:
+        """A checkpoint of this job; :class:`NotFound` for any other id."""
+        with self.store.session() as s:
+            ckpt = s.get(Checkpoint, checkpoint_id)
+        if ckpt is None or ckpt.job_id != job_id:
+            raise NotFound(f"job {job_id} has no checkpoint {checkpoint_id}")
+        return ckpt
 
     def mark_corrupt(self, checkpoint_id: str) -> None:
         """Never offer this checkpoint again."""

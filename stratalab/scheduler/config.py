@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,28 @@ class CoordinatorConfig:
     inference_timeout_s: float = 30.0
     #: body limit of ``POST /inference/batch`` (batches are big by nature).
     max_batch_json_mb: int = 256
+    #: seconds between alert evaluations (0: no evaluator).
+    alert_interval_s: float = 5.0
+    #: changes to the default alert rules, by name (see :mod:`.alert_rules`).
+    alert_rules: list[dict[str, Any]] = field(default_factory=list)
+    #: how long a failed job counts for the failure alerts.
+    alert_failed_window_s: float = 900.0
+    #: how long a worker that left counts as lost.
+    alert_worker_window_s: float = 300.0
+    #: the usage answer's price table: per CPU hour, per GPU hour, per 1,000 inference items.
+    price_cpu_hour: float = 0.05
+    price_gpu_hour: float = 2.5
+    price_inference_1k_items: float = 0.0
+    price_currency: str = "USD"
+    #: token of the ``/internal`` routes; empty: created once in ``<data_dir>/internal_token``.
+    internal_token: str = ""
 
     def public(self) -> dict[str, Any]:
         """Settings safe to show (no credentials in the database URL)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["data_dir"] = str(self.data_dir)
         out["db_url"] = _redact(self.db_url)
+        out["internal_token"] = "***" if self.internal_token else ""
         out["runtime_tunable"] = list(RUNTIME_TUNABLE)
         return out
 

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from stratalab.errors import CannotCancel, Conflict, Forbidden, NotFound, ServiceUnavailable
 from stratalab.ids import as_utc, new_id, utcnow
+from stratalab.scheduler.alerts import AlertService
+from stratalab.scheduler.benchmarks import BENCHMARK_TYPE, BenchmarkService
 from stratalab.scheduler.checkpoints import CheckpointStore
 from stratalab.scheduler.cluster import DaskCluster
 from stratalab.scheduler.config import RUNTIME_TUNABLE, CoordinatorConfig
@@ -30,6 +32,7 @@ from stratalab.scheduler.keys import KeyManager, Principal
 from stratalab.scheduler.observability import Observability
 from stratalab.scheduler.queue_stats import queue_stats
 from stratalab.scheduler.ratelimit import RateLimiter
+from stratalab.scheduler.retries import retry_child
 from stratalab.scheduler.runner import JobRunner
 from stratalab.scheduler.schemas import JobSubmit, RetryRequest
 from stratalab.scheduler.serving_api import SERVING_TYPES, ServingApi
@@ -37,6 +40,7 @@ from stratalab.scheduler.states import ACTIVE, TERMINAL, WAITING, JobState
 from stratalab.scheduler.store import Store, sqlite_url
 from stratalab.scheduler.training import TRAINING_TYPE, TrainingService
 from stratalab.scheduler.training_api import TrainingApi
+from stratalab.scheduler.usage_wiring import attach_usage
 from stratalab.scheduler.views import job_out
 
 logger = logging.getLogger(__name__)
@@ -103,6 +107,8 @@ class Coordinator:
         )
         #: the actions of the training, checkpoint, evaluation and reservation routes.
         self.train = TrainingApi(self.training, self.owned_job, self.get_job)
+        #: benchmark runs (jobs of type ``benchmark``): inference, perf and training.
+        self.benchmarks = BenchmarkService(self.serving, self.training, accept=self._commit)
         #: wall-clock time of start (for uptime).
         self.started_at = time.time()
         #: dashboard, metrics, logs and live figures (read side; counts API requests).
@@ -119,6 +125,10 @@ class Coordinator:
             started_at=self.started_at,
             ready=lambda: self.ready,
         )
+        #: alert rules over live figures; raised alerts go to the store and the bus.
+        self.alerts = AlertService.for_coordinator(self)
+        #: usage and billing, and efficiency: work measured on the workers, recorded in batches.
+        self.usage, self.efficiency = attach_usage(self)
         self._ready = asyncio.Event()
         self._start_error: BaseException | None = None
         self._start_task: asyncio.Task[None] | None = None
@@ -146,6 +156,7 @@ class Coordinator:
             await self.db(self.store.migrate)
             settings = await self.db(self.store.settings)
             self.apply_settings(settings)
+            await self.usage.start()
             self.runner.drained = set(await self.db(self.store.worker_flags))
             leftovers, serving_jobs, training_jobs = await self._reconcile()
             client = await self.cluster.start()
@@ -155,10 +166,12 @@ class Coordinator:
             await self.serving.start(client, serving_jobs)
             await self.training.start(client, training_jobs)
             await self.train.start(client)
+            await self.benchmarks.start()
             if not self.cluster.embedded:
                 await self.runner.kill_everywhere(leftovers)
             self._monitor = asyncio.ensure_future(self._monitor_loop())
             self.observability.start()
+            await self.alerts.start()
         except BaseException as exc:
             self._start_error = exc
             logger.exception("StrataLab coordinator failed to start")
@@ -186,6 +199,7 @@ class Coordinator:
 
     async def stop(self) -> None:
         """Stop loops, flush logs, close Dask (embedded) and the database."""
+        await self.alerts.stop()
         await self.observability.stop()
         if self._monitor is not None:
             self._monitor.cancel()
@@ -195,10 +209,12 @@ class Coordinator:
             self._start_task.cancel()
             with contextlib.suppress(BaseException):
                 await self._start_task
+        await self.benchmarks.stop()
         await self.train.stop()
         await self.training.stop()
         await self.serving.stop()
         await self.runner.stop()
+        await self.usage.stop()
         await self.cluster.close()
         self._executor.shutdown(wait=True)
         self.store.close()
@@ -217,6 +233,8 @@ class Coordinator:
             if stored.type in SERVING_TYPES:
                 serving.append(stored)
                 continue
+            if stored.type == BENCHMARK_TYPE:
+                continue  # BenchmarkService.start settles it
             if stored.type == TRAINING_TYPE:
                 training.append(stored)
                 continue
@@ -428,43 +446,12 @@ class Coordinator:
     async def retry(self, principal: Principal, job_id: str, req: RetryRequest) -> dict[str, Any]:
         """Re-run a failed or cancelled job as a child job (``parent_job_id``)."""
         parent = await self.owned_job(principal, job_id)
-        if parent.type in SERVING_TYPES:
-            raise Conflict(
-                f"{job_id} is an inference request; submit it again to /inference",
-                details={"type": parent.type},
-            )
-        if parent.state not in (_S.FAILED.value, _S.CANCELLED.value):
-            raise Conflict(
-                f"only FAILED or CANCELLED jobs can be retried; {job_id} is {parent.state}",
-                details={"status": parent.state},
-            )
-        now = utcnow()
-        res = dict(parent.resources or {})
-        for field in ("cpu", "memory_gb", "gpu"):
-            if getattr(req, field) is not None:
-                res[field] = getattr(req, field)
-        child = Job(
-            id=new_id("job"),
-            user_id=parent.user_id,
-            name=parent.name,
-            type=parent.type,
-            state=_S.QUEUED.value,
-            priority=req.priority or parent.priority,
-            created_at=now,
-            queued_at=now,
-            updated_at=now,
-            spec=dict(parent.spec or {}),
-            resources=res,
-            metadata_=dict(parent.metadata_ or {}),
-            max_retries=parent.max_retries,
-            retry_count=0,
-            attempt=0,
-            parent_job_id=parent.id,
-            project_id=parent.project_id,
-        )
+        child = retry_child(parent, req, serving=parent.type in SERVING_TYPES)
+        if parent.type == BENCHMARK_TYPE:
+            return await self.benchmarks.retry(child)
         if parent.type == TRAINING_TYPE:
             return await self.training.retry(parent, child, req.new_resource_config)
-        return await self._accept(child, now)
+        return await self._accept(child, child.created_at)
 
     async def set_priority(
         self, principal: Principal, job_id: str, priority: int

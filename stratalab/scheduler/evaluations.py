@@ -27,6 +27,7 @@ from stratalab.scheduler.db import Checkpoint, Dataset, Evaluation, Job
 from stratalab.scheduler.keys import Principal
 from stratalab.scheduler.store import Store
 from stratalab.scheduler.training_schemas import EvaluationCreate
+from stratalab.scheduler.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class EvaluationService:
         self.descriptor = descriptor
         self.client: Client | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: where each benchmark's measured work goes (the coordinator sets it).
+        self.usage: UsageRecorder | None = None
 
     async def start(self, client: Client) -> None:
         """Run evaluations a stop interrupted."""
@@ -125,6 +128,15 @@ class EvaluationService:
             results = []
             for bench in ev.benchmarks:
                 results.append(await self._benchmark(bench, job, params))
+                if self.usage is not None:  # billed to whoever asked for the evaluation
+                    self.usage.work_done(
+                        "evaluation",
+                        job_id=job.id,
+                        user_id=ev.user_id,
+                        project_id=job.project_id,
+                        worker=None,
+                        result=results[-1],
+                    )
                 await self.db(self._update, evaluation_id, results=list(results))
             await self.db(self._update, evaluation_id, status="COMPLETED", ended_at=utcnow())
         except asyncio.CancelledError:

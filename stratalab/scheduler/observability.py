@@ -226,6 +226,8 @@ class Observability:
         def accept(event: Event) -> bool:
             if event.topic == "dashboard":
                 return bool(event.data.get("owner") == owner)
+            if event.topic == "alerts":  # platform alerts (user_id None) are for admins only
+                return owner is None or event.data.get("user_id") == owner
             return owner is None or event.data.get("user_id") in (None, owner)
 
         sub = self.bus.subscribe(STREAM_TOPICS, maxsize=STREAM_QUEUE, accept=accept)

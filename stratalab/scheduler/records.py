@@ -46,6 +46,8 @@ class RecordSink:
         #: records written since start, and records dropped on overflow.
         self.written = 0
         self.dropped = 0
+        #: callbacks shown every record as it is queued (usage rolls up request records).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     @property
     def backlog(self) -> int:
@@ -55,6 +57,11 @@ class RecordSink:
     def add(self, **record: Any) -> None:
         """Queue one record (columns of :class:`InferenceRecord`)."""
         self._buffer.append(record)
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:  # a listener's bug must not fail the request being recorded
+                logger.exception("a record listener failed")
         if len(self._buffer) > MAX_BUFFERED:
             del self._buffer[: len(self._buffer) - MAX_BUFFERED]
             self.dropped += 1

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from distributed import Client, Future
 
@@ -31,6 +31,9 @@ from stratalab.scheduler.joblogs import ERROR, INFO, LogSink, clean_text
 from stratalab.scheduler.states import JobState
 from stratalab.scheduler.store import Store
 from stratalab.scheduler.views import timeline_entry
+
+if TYPE_CHECKING:
+    from stratalab.scheduler.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ class ActiveJob:
     cancel_requested: bool = False
     #: serialises the transitions of this one job (start events vs. its end).
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: the job's project, which its usage record carries.
+    project_id: str | None = None
 
 
 def request_of(job: Job) -> Request:
@@ -105,6 +110,9 @@ class JobRunner:
         self.priority_aged: dict[str, float] = {}
         #: dispatch passes and decisions made, for metrics.
         self.passes = 0
+        #: capacity other job kinds hold (a training run's thread on each of its
+        #: workers), so task jobs are not placed where a round would wait for them.
+        self.held_elsewhere: Callable[[], list[tuple[str, Request]]] = list
         #: recent run times (seconds) of finished jobs, for wait estimates.
         self.recent_runtimes: list[float] = []
         self._seq = 0
@@ -113,6 +121,8 @@ class JobRunner:
         self.logs = LogSink(store=store, bus=bus, db=db, flush_interval_s=log_flush_interval_s)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        #: where each ended attempt's measured CPU time goes (the coordinator sets it).
+        self.usage: UsageRecorder | None = None
 
     # ------------------------------------------------------------ lifecycle
     def start(self, client: Client) -> None:
@@ -190,6 +200,9 @@ class JobRunner:
         for a in self.active.values():
             if a.address in slots:
                 slots[a.address].take(a.request)
+        for address, request in self.held_elsewhere():
+            if address in slots:
+                slots[address].take(request)
         return list(slots.values())
 
     def dispatch_once(self) -> list[tuple[str, str]]:
@@ -276,6 +289,7 @@ class JobRunner:
             attempt=Job.attempt + 1,
         )
         active = ActiveJob(job.id, job.user_id, address, job.attempt, request_of(job))
+        active.project_id = job.project_id
         self.active[job.id] = active
         self.syslog(job.id, job.attempt, f"attempt {job.attempt} placed on {wid} ({address})")
         spec = {
@@ -352,6 +366,8 @@ class JobRunner:
             exit_code = None if result is None else int(result.get("exit_code", -1))
             output = None if result is None else clean_text(str(result.get("output_tail", "")))
             self.active.pop(active.job_id, None)
+            if self.usage is not None:
+                self.usage.task_ended(active, result, failed=exit_code != 0)
             if result is not None and exit_code == 0:
                 runtime = float(result.get("ended_at", 0)) - float(result.get("started_at", 0))
                 self.recent_runtimes = [*self.recent_runtimes[-99:], max(runtime, 0.0)]

@@ -21,7 +21,6 @@ from pydantic import ValidationError
 from stratalab.errors import (
     CannotPause,
     Conflict,
-    NotFound,
     NoTrainingDevices,
     ValidationFailed,
     validation_details,
@@ -33,6 +32,7 @@ from stratalab.scheduler.checkpoints import CheckpointStore
 from stratalab.scheduler.config import CoordinatorConfig
 from stratalab.scheduler.datasets import DatasetService
 from stratalab.scheduler.db import Job
+from stratalab.scheduler.dispatcher import Request
 from stratalab.scheduler.events import EventBus
 from stratalab.scheduler.keys import Principal
 from stratalab.scheduler.registry import ModelRegistry
@@ -49,6 +49,7 @@ from stratalab.scheduler.training_schemas import (
     TrainingRequest,
 )
 from stratalab.scheduler.training_specs import TrainingSpecs, resources_of
+from stratalab.scheduler.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class TrainingService:
         self.checkpoints = checkpoints
         self.reservations = ReservationBook(store)
         self.sink = MetricsSink(store, bus, db)
+        runner.held_elsewhere = self.held
         self.specs = TrainingSpecs(store=store, registry=registry, db=db, datasets=datasets)
         self._accept = accept
         self._client: Client | None = None
@@ -93,6 +95,8 @@ class TrainingService:
         self.running: dict[str, TrainingRun] = {}
         #: why each queued training job waits.
         self.why_pending: dict[str, str] = {}
+        #: where rounds' and validations' measured work goes (the coordinator sets it).
+        self.usage: UsageRecorder | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -224,6 +228,27 @@ class TrainingService:
             if w.id not in self.runner.drained and w.status == "running"
         ]
 
+    def trainable_workers(self) -> list[str]:
+        """Live workers with a thread (and the GPUs) that task jobs do not hold.
+
+        A round task on a worker whose threads all run task jobs would wait
+        behind them, so such a worker is not offered to training.
+        """
+        used: dict[str, int] = {}
+        for active in self.runner.active.values():
+            used[active.address] = used.get(active.address, 0) + active.request.cpu
+        return [
+            a for a in self.live_workers() if self.runner.workers[a].nthreads - used.get(a, 0) >= 1
+        ]
+
+    def held(self) -> list[tuple[str, Request]]:
+        """One thread (and its GPUs) on every worker a training run holds (for the task runner)."""
+        return [
+            (w, Request(cpu=1, memory_gb=0.0, gpu=int(run.spec["resources"].get("gpu") or 0)))
+            for run in self.running.values()
+            for w in run.workers
+        ]
+
     def worker_ids(self, addresses: list[str]) -> list[str]:
         """Stable worker ids for addresses (for views and log lines)."""
         return [self.runner.workers[a].id if a in self.runner.workers else a for a in addresses]
@@ -232,7 +257,7 @@ class TrainingService:
         """Live workers no other run holds and no foreign reservation keeps."""
         held = {w for r in self.running.values() if r is not asking for w in r.workers}
         reserved = self.reservations.held_workers(except_job=asking.job_id)
-        return set(self.live_workers()) - held - reserved
+        return set(self.trainable_workers()) - held - reserved
 
     def priority_on(self, address: str) -> int:
         """The priority of the run holding a worker (0 if free): reservations take the lowest."""
@@ -298,7 +323,7 @@ class TrainingService:
             if r.claimed_by not in claimed
             for w in r.workers
         }
-        pool = [w for w in self.live_workers() if w not in unclaimed]
+        pool = [w for w in self.trainable_workers() if w not in unclaimed]
         gpus = {a: w.gpus for a, w in self.runner.workers.items()}
         allocation = plan_allocation(demands, pool, gpus)
         for job_id in allocation.preempt:
@@ -312,6 +337,9 @@ class TrainingService:
                 run.target = target
         held = {w for r in self.running.values() for w in r.workers}
         pending = dict(allocation.pending)
+        busy = len(self.live_workers()) - len(self.trainable_workers())
+        if busy:
+            pending = {j: f"{r}; {busy} worker(s) busy with task jobs" for j, r in pending.items()}
         for job_id, target in allocation.targets.items():
             job = self.queue.get(job_id)
             if job is None:
@@ -418,7 +446,7 @@ class TrainingService:
                 details={"status": job.state},
             )
         if req.checkpoint_id:
-            await self.db(self._check_checkpoint, job.id, req.checkpoint_id)
+            await self.db(self.checkpoints.of_job, job.id, req.checkpoint_id)
         spec = {**job.spec, "resume_checkpoint": req.checkpoint_id}
         job = await self.transition(
             job.id,
@@ -430,14 +458,6 @@ class TrainingService:
         )
         self.queue[job.id] = job
         self.wake()
-
-    def _check_checkpoint(self, job_id: str, checkpoint_id: str) -> None:
-        from stratalab.scheduler.db import Checkpoint
-
-        with self.store.session() as s:
-            ckpt = s.get(Checkpoint, checkpoint_id)
-        if ckpt is None or ckpt.job_id != job_id:
-            raise NotFound(f"job {job_id} has no checkpoint {checkpoint_id}")
 
     async def cancel(self, job: Job, reason: str) -> None:
         """Cancel a queued, paused or running training job (tasks are cancelled at once)."""

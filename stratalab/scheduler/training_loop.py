@@ -60,6 +60,7 @@ class TrainingRun:
         self.svc = svc
         self.job_id = job.id
         self.user_id = job.user_id
+        self.project_id = job.project_id
         self.priority = job.priority
         #: when it started holding workers (tie-break among equal priorities).
         self.started = time.time()
@@ -304,6 +305,8 @@ class TrainingRun:
             for t in done:
                 _, a = self._pending.pop(t)
                 result, error = t.result()
+                if self.svc.usage is not None:  # measured on the worker (kernels/metering.py)
+                    self.svc.usage.training_result(self, a.worker, result)
                 if result is not None:
                     received.append(Update.from_result(a, result))
                 else:
@@ -323,6 +326,8 @@ class TrainingRun:
             run_evaluation, spec, workers=self.workers[:1], allow_other_workers=True, pure=False
         )
         result: dict[str, Any] = await future
+        if self.svc.usage is not None:
+            self.svc.usage.evaluation_result(self, result)
         return result
 
     async def _record(self, rnd: int, values: dict[str, float]) -> None:

@@ -76,6 +76,28 @@ def test_dashboard_shows_the_cluster(own_client: Client):
         own_client.jobs.cancel(running)
 
 
+def test_dashboard_shows_training_progress_and_loss_curves(own_client: Client):
+    ds = own_client.datasets.create("digits", format="builtin", source="digits")
+    job_id = own_client.training.start(ds["id"], "mlp", hidden=[16], epochs=300)["job_id"]
+    wait_until(
+        lambda: (own_client.jobs.get(job_id).get("progress") or {}).get("current_round", 0) >= 2,
+        timeout=90,
+    )
+    board = own_client.dashboard(autostart=False)
+    try:
+        assert board.refresh() is True
+        assert job_id in board.running_view.value
+        assert "round" in board.running_view.value and "loss" in board.running_view.value
+        names = [trace.name for trace in board.loss_figure.data]
+        assert names == [f"{job_id[-6:]} loss", f"{job_id[-6:]} val_accuracy"]
+        losses = list(board.loss_figure.data[0].y)
+        assert len(losses) >= 2 and all(v > 0 for v in losses)
+        assert list(board.loss_figure.data[0].x)[:2] == [1, 2]
+    finally:
+        board.close()
+        own_client.jobs.cancel(job_id)
+
+
 @pytest.mark.slow  # stops the server and starts it again
 def test_dashboard_says_disconnected_and_reconnects(restartable: Restartable, own_client: Client):
     board = Dashboard(own_client.connection, autostart=False)

@@ -50,7 +50,7 @@ def write_lab_files(tmp: Path) -> list[str]:
     nbformat.write(nb, root / "dashboard.ipynb")
     return [
         "--workers",
-        "1",
+        "2",  # one for the sleeping task, one for the training job
         f"--ServerApp.root_dir={root}",
         f"--IdentityProvider.token={TOKEN}",
         f"--LabApp.user_settings_dir={settings}",
@@ -68,13 +68,21 @@ def test_dashboard_renders_live_in_jupyterlab(tmp_path: Path):
         running = c.jobs.submit("train-model", SLEEPER, priority=8, max_retries=0)["job_id"]
         queued = c.jobs.submit("needs-a-gpu", "print(1)", gpu=1)["job_id"]
         wait_until(lambda: c.jobs.get(running)["status"] == "RUNNING", timeout=60)
+        ds = c.datasets.create("digits", format="builtin", source="digits")
+        training = c.training.start(ds["id"], "mlp", hidden=[32], epochs=500, name="digits-mlp")
+        wait_until(
+            lambda: (
+                (c.jobs.get(training["job_id"]).get("progress") or {}).get("current_round", 0) >= 3
+            ),
+            timeout=90,
+        )
         worker_id = c.workers.records()[0]["id"]
         base = str(server.info["server_url"]).rstrip("/")
         shot = SCREENSHOT if os.environ.get("STRATALAB_UPDATE_SCREENSHOTS") else tmp_path / "d.png"
 
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_context(viewport={"width": 1280, "height": 1200}).new_page()
+            page = browser.new_context(viewport={"width": 1280, "height": 2000}).new_page()
             page.goto(f"{base}/lab/tree/dashboard.ipynb?reset&token={TOKEN}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             page.get_by_text("| Idle").wait_for(timeout=120_000)  # the kernel is ready
@@ -84,9 +92,10 @@ def test_dashboard_renders_live_in_jupyterlab(tmp_path: Path):
             output.locator("table").first.wait_for(timeout=60_000)
             output.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
             # the refresh goes on in the background: the chart gains points by itself
+            # 3 traces of queue and throughput, 2 of the training job's loss and accuracy
             page.wait_for_function(
                 "() => document.querySelectorAll('.js-plotly-plot .scatterlayer .trace')"
-                ".length >= 3",
+                ".length >= 5",
                 timeout=60_000,
             )
             text = output.inner_text()
@@ -94,10 +103,12 @@ def test_dashboard_renders_live_in_jupyterlab(tmp_path: Path):
             browser.close()
         c.jobs.cancel(running)
         c.jobs.cancel(queued)
+        c.jobs.cancel(training["job_id"])
         c.close()
 
     assert "connected" in text and "disconnected" not in text
     assert worker_id in text
+    assert "digits-mlp" in text and "round" in text and "loss" in text
     assert running in text and "train-model" in text
     assert queued in text and "waiting for GPU=1" in text
     assert shot.stat().st_size > 10_000

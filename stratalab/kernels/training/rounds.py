@@ -26,6 +26,7 @@ from stratalab.errors import ValidationFailed
 from stratalab.kernels import topics
 from stratalab.kernels.data.base import Arrays
 from stratalab.kernels.data.cache import load_shard, load_validation
+from stratalab.kernels.metering import Meter
 from stratalab.kernels.training.architectures import build_model, prepare_inputs, set_params
 from stratalab.kernels.training.local import evaluate, train_local
 
@@ -162,8 +163,10 @@ def run_training_round(spec: dict[str, Any], publish: Publish | None = None) -> 
         What ``train_local`` returns (``params``, ``num_samples``, ``loss``,
         ``accuracy``, ``samples_per_s``, ``steps``) plus ``worker`` (address,
         or ``None`` off a worker), ``device`` (``"cpu"``/``"cuda"``),
-        ``compute_s`` (wall seconds of the whole task, loading included) and
-        ``shards``.
+        ``compute_s`` (wall seconds of the whole task, loading included),
+        ``shards``, and ``cpu_ms``, ``gpu_ms``, ``energy_j`` of the training
+        itself (:class:`~stratalab.kernels.metering.Meter`; ``energy_j`` is
+        ``None`` where the machine cannot measure it).
 
     Raises
     ------
@@ -214,16 +217,17 @@ def run_training_round(spec: dict[str, Any], publish: Publish | None = None) -> 
             batch_size=int(options.get("batch_size", 32)),
         )
 
-    result = train_local(
-        spec.get("params"),
-        spec["model_spec"],
-        (features, labels),
-        seed=int(spec["seed"]),
-        device=device,
-        on_step=on_step,
-        report_every=report_every,
-        **options,
-    )
+    with Meter(device) as meter:  # what usage and billing count (see kernels/metering.py)
+        result = train_local(
+            spec.get("params"),
+            spec["model_spec"],
+            (features, labels),
+            seed=int(spec["seed"]),
+            device=device,
+            on_step=on_step,
+            report_every=report_every,
+            **options,
+        )
     if throttle is not None:
         throttle.flush()
     result.update(
@@ -231,6 +235,7 @@ def run_training_round(spec: dict[str, Any], publish: Publish | None = None) -> 
         device=device,
         compute_s=time.perf_counter() - started,
         shards=shards,
+        **meter.usage(),
     )
     return result
 
@@ -279,7 +284,9 @@ def run_evaluation(spec: dict[str, Any]) -> dict[str, Any]:
     -------
     dict
         What ``evaluate`` returns (``loss``, ``accuracy``, ``num_samples``,
-        ``per_class``) plus ``latency_ms``, ``worker`` and ``device``.
+        ``per_class``) plus ``latency_ms``, ``worker``, ``device`` and the
+        :class:`~stratalab.kernels.metering.Meter` figures (``cpu_ms``,
+        ``gpu_ms``, ``energy_j``).
         ``latency_ms`` is the mean forward time per sample: a separate,
         forward-only pass over the same rows in the same batches, timed as a
         whole (GPU synchronised) and divided by the rows, so it measures the
@@ -307,14 +314,17 @@ def run_evaluation(spec: dict[str, Any]) -> dict[str, Any]:
     batch_size = int(spec.get("batch_size") or 1024)
     if batch_size < 1:
         raise ValidationFailed("batch_size must be positive", details={"batch_size": batch_size})
-    report = evaluate(
-        spec["params"], spec["model_spec"], features, labels, batch_size=batch_size, device=device
-    )
-    latency = _forward_seconds(spec["model_spec"], spec["params"], features, batch_size, device)
+    with Meter(device) as meter:
+        params, model_spec = spec["params"], spec["model_spec"]
+        report = evaluate(
+            params, model_spec, features, labels, batch_size=batch_size, device=device
+        )
+        latency = _forward_seconds(model_spec, params, features, batch_size, device)
     report.update(
         latency_ms=latency * 1000.0 / report["num_samples"],
         worker=address,
         device=device,
+        **meter.usage(),
     )
     return report
 
