@@ -67,8 +67,9 @@ async def test_efficiency_of_a_training_job(api):
     assert [p["val_accuracy"] for p in series["points"]] == [
         p["value"] for p in metrics["val_accuracy"]
     ]
-    elapsed = [p["elapsed_s"] for p in series["points"]]
-    assert elapsed == sorted(elapsed) and elapsed[0] >= 0
+    # the chart's x axis follows the rounds in order (a shape check, not a speed one)
+    x_axis = [p["elapsed_s"] for p in series["points"]]
+    assert x_axis == sorted(x_axis)
     rounds = sum(p["rounds"] for p in scaling.json["points"])
     assert rounds == len(metrics["samples_per_s"])
     assert all(p["workers"] >= 1 and p["samples_per_s"] > 0 for p in scaling.json["points"])
