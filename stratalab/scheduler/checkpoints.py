@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -27,6 +27,15 @@ from stratalab.scheduler.store import Store
 
 logger = logging.getLogger(__name__)
 
+
+class Written(NamedTuple):
+    """A checkpoint's bytes on disk: digest, size, and seconds the write took."""
+
+    sha256: str
+    size: int
+    seconds: float
+
+
 #: A restored training state: its record, the parameters and the loop's state.
 Restored = tuple[Checkpoint, list[np.ndarray], dict[str, Any]]
 
@@ -37,6 +46,42 @@ class CheckpointStore:
     def __init__(self, store: Store, artifacts: ArtifactStore) -> None:
         self.store = store
         self.artifacts = artifacts
+
+    def write(self, params: list[np.ndarray], state: dict[str, Any]) -> Written:
+        """Encode and store the bytes (timed): file work, kept off the store's thread."""
+        data = encode_checkpoint(params, state)
+        started = time.perf_counter()
+        sha256 = self.artifacts.put(data)
+        return Written(sha256, len(data), max(time.perf_counter() - started, 1e-9))
+
+    def record(
+        self,
+        written: Written,
+        *,
+        job_id: str,
+        user_id: str,
+        round: int,
+        reason: str,
+        metrics: dict[str, Any],
+    ) -> Checkpoint:
+        """Insert the row of a written checkpoint."""
+        ckpt = Checkpoint(
+            id=new_id("ckpt"),
+            job_id=job_id,
+            user_id=user_id,
+            round=round,
+            sha256=written.sha256,
+            size=written.size,
+            write_s=written.seconds,
+            mb_per_s=written.size / written.seconds / 1e6,
+            status="ok",
+            reason=reason,
+            metrics=metrics,
+            created_at=utcnow(),
+        )
+        with self.store.session() as s:
+            s.add(ckpt)
+        return ckpt
 
     def save(
         self,
@@ -49,28 +94,11 @@ class CheckpointStore:
         reason: str,
         metrics: dict[str, Any],
     ) -> Checkpoint:
-        """Encode, write (timed) and record one checkpoint."""
-        data = encode_checkpoint(params, state)
-        started = time.perf_counter()
-        sha256 = self.artifacts.put(data)
-        write_s = max(time.perf_counter() - started, 1e-9)
-        ckpt = Checkpoint(
-            id=new_id("ckpt"),
-            job_id=job_id,
-            user_id=user_id,
-            round=round,
-            sha256=sha256,
-            size=len(data),
-            write_s=write_s,
-            mb_per_s=len(data) / write_s / 1e6,
-            status="ok",
-            reason=reason,
-            metrics=metrics,
-            created_at=utcnow(),
+        """Write and record one checkpoint in one blocking call."""
+        written = self.write(params, state)
+        return self.record(
+            written, job_id=job_id, user_id=user_id, round=round, reason=reason, metrics=metrics
         )
-        with self.store.session() as s:
-            s.add(ckpt)
-        return ckpt
 
     def restore(self, job_id: str, checkpoint_id: str = "") -> Restored | None:
         """The named checkpoint, or the job's latest good one; falls back past corrupt ones.

@@ -385,13 +385,14 @@ class TrainingRun:
             self.job_id, _S.CHECKPOINTING, reason=f"{reason} checkpoint of round {rnd}"
         )
         state = {**self.state, "strategy": strategy.config()}
+        # encoding and fsync can take a while for a big model: not on the store's thread
+        written = await asyncio.to_thread(svc.checkpoints.write, strategy.parameters, state)
         ckpt = await svc.db(
-            svc.checkpoints.save,
+            svc.checkpoints.record,
+            written,
             job_id=self.job_id,
             user_id=self.user_id,
             round=rnd,
-            params=strategy.parameters,
-            state=state,
             reason=reason,
             metrics={k: v for k, v in self.state.items() if isinstance(v, int | float)},
         )

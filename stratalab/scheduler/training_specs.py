@@ -68,10 +68,7 @@ class TrainingSpecs:
         if dc.type == "stream":
             return await self._stream_dataset(principal, req)
         assert dc.dataset_id is not None
-        ds = await self.db(self._dataset_row, dc.dataset_id)
-        if ds is None or ds.deleted_at is not None or not principal.may_see(ds.user_id):
-            raise NotFound(f"no dataset {dc.dataset_id}")
-        return ds
+        return await self.datasets.get(principal, dc.dataset_id)
 
     def _dataset_row(self, dataset_id: str) -> Dataset | None:
         with self.store.session() as s:
